@@ -1,0 +1,116 @@
+"""Adapter from ``gymnasium.vector.VectorEnv`` to Stable-Baselines3's ``VecEnv`` API."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
+
+__all__ = ["GymnasiumVecEnv"]
+
+
+def _obs_at(obs: Any, i: int) -> Any:
+    """Observation of sub-env ``i`` from a batched (array or dict) observation."""
+    if isinstance(obs, dict):
+        return {k: _obs_at(v, i) for k, v in obs.items()}
+    return np.array(obs[i], copy=True)
+
+
+def _split_infos(info: dict[str, Any], num_envs: int) -> list[dict[str, Any]]:
+    """Turn gymnasium's dict-of-arrays ``info`` (with ``_key`` masks) into one dict per env."""
+    out: list[dict[str, Any]] = [{} for _ in range(num_envs)]
+    for key, value in info.items():
+        if key.startswith("_"):
+            continue
+        mask = info.get(f"_{key}", np.ones(num_envs, dtype=bool))
+        for i in np.flatnonzero(mask):
+            out[i][key] = _split_infos(value, num_envs)[i] if isinstance(value, dict) else value[i]
+    return out
+
+
+class GymnasiumVecEnv(VecEnv):
+    """Run a ``gymnasium.vector`` env (``SyncVectorEnv``, ``AsyncVectorEnv``, ...) as an SB3 ``VecEnv``.
+
+    SB3 expects a finished sub-env to be reset inside the same ``step`` call, with
+    its last observation in ``info["terminal_observation"]`` and
+    ``info["TimeLimit.truncated"]`` set for truncations. The adapter provides this
+    for every gymnasium autoreset mode:
+
+    - ``SAME_STEP``: the terminal observation comes from ``info["final_obs"]``;
+    - ``NEXT_STEP`` and ``DISABLED``: the returned observation *is* the terminal
+      one; the finished sub-envs are then reset at once through
+      ``reset(options={"reset_mask": dones})`` so no action is wasted on a
+      no-op autoreset step.
+    """
+
+    def __init__(self, env: VectorEnv) -> None:
+        if not isinstance(env, VectorEnv):
+            raise TypeError(f"Expected a gymnasium.vector.VectorEnv, got {type(env).__name__}.")
+        self.venv = env
+        self.autoreset_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
+        self._actions: np.ndarray | None = None
+
+    def reset(self) -> VecEnvObs:
+        seeds = None if all(s is None for s in self._seeds) else list(self._seeds)
+        options = self._options[0] or None
+        obs, info = self.venv.reset(seed=seeds, options=options)
+        self.reset_infos = _split_infos(info, self.num_envs)
+        self._reset_seeds()
+        self._reset_options()
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, terminated, truncated, info = self.venv.step(self._actions)
+        dones = np.logical_or(terminated, truncated)
+        infos = _split_infos(info, self.num_envs)
+        if dones.any():
+            if self.autoreset_mode == AutoresetMode.SAME_STEP:
+                terminal = [info["final_obs"][i] if dones[i] else None for i in range(self.num_envs)]
+            else:
+                terminal = [_obs_at(obs, i) if dones[i] else None for i in range(self.num_envs)]
+                obs, reset_info = self.venv.reset(options={"reset_mask": dones})
+                for i, reset_i in enumerate(_split_infos(reset_info, self.num_envs)):
+                    if dones[i]:
+                        self.reset_infos[i] = reset_i
+            for i in np.flatnonzero(dones):
+                infos[i].pop("final_obs", None)
+                infos[i]["terminal_observation"] = terminal[i]
+                infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+        return obs, np.asarray(rewards, dtype=np.float32), dones, infos
+
+    def close(self) -> None:
+        self.venv.close()
+
+    def _indices(self, indices: VecEnvIndices) -> list[int]:
+        return list(self._get_indices(indices))
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        values = self.venv.get_attr(attr_name)
+        return [values[i] for i in self._indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        current = list(self.venv.get_attr(attr_name))
+        for i in self._indices(indices):
+            current[i] = value
+        self.venv.set_attr(attr_name, current)
+
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+    ) -> list[Any]:
+        results = self.venv.call(method_name, *method_args, **method_kwargs)
+        return [results[i] for i in self._indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
+        # Sub-envs of a gymnasium vector env are not reachable in general.
+        return [False for _ in self._indices(indices)]
+
+    def get_images(self) -> Iterable[np.ndarray | None]:  # type: ignore[override]
+        frames = self.venv.render()
+        return list(frames) if frames is not None else [None] * self.num_envs

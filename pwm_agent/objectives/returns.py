@@ -1,0 +1,46 @@
+"""Returns of imagined trajectories: the actor objective and TD(lambda) targets."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["discounted_return", "td_lambda_targets"]
+
+
+def discounted_return(
+    rewards: torch.Tensor, continues: torch.Tensor, bootstrap: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """``sum_t gamma^t w_t r_t + gamma^H w_H V(z_H)`` with ``w_t = prod_{k<t} c_k``.
+
+    :param rewards: ``[H, B]`` imagined rewards.
+    :param continues: ``[H, B]`` continuation probabilities after each step.
+    :param bootstrap: ``[B]`` value of the last latent.
+    :return: ``[B]`` returns (differentiable in all inputs).
+    """
+    horizon = rewards.shape[0]
+    ones = torch.ones_like(continues[:1])
+    alive = torch.cumprod(torch.cat([ones, continues], dim=0), dim=0)  # [H + 1, B]
+    discount = gamma ** torch.arange(horizon + 1, device=rewards.device, dtype=rewards.dtype)
+    weights = discount.unsqueeze(-1) * alive
+    return (weights[:-1] * rewards).sum(0) + weights[-1] * bootstrap
+
+
+def td_lambda_targets(
+    rewards: torch.Tensor, continues: torch.Tensor, values: torch.Tensor, gamma: float, lam: float
+) -> torch.Tensor:
+    """TD(lambda) targets for ``z_0 .. z_{H-1}``.
+
+    ``G_t = r_t + gamma c_t ((1 - lam) V(z_{t+1}) + lam G_{t+1})``, ``G_H = V(z_H)``;
+    a terminated step (``c_t = 0``) bootstraps zero.
+
+    :param rewards: ``[H, B]``; :param continues: ``[H, B]``; :param values: ``[H + 1, B]``.
+    :return: ``[H, B]`` targets (no gradient).
+    """
+    horizon = rewards.shape[0]
+    targets = torch.empty_like(rewards)
+    next_return = values[-1]
+    for t in reversed(range(horizon)):
+        blended = (1.0 - lam) * values[t + 1] + lam * next_return
+        next_return = rewards[t] + gamma * continues[t] * blended
+        targets[t] = next_return
+    return targets.detach()

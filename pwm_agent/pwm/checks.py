@@ -1,0 +1,127 @@
+"""Input validation for PWM: spaces, hyperparameters and transitions, with errors that name the fix."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import VectorEnv
+from stable_baselines3.common.type_aliases import GymEnv
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
+
+from pwm_agent.buffers import SequenceReplayBuffer
+from pwm_agent.envs import GymnasiumVecEnv, VecFlattenObservation
+
+__all__ = [
+    "check_env_spaces",
+    "check_hyperparameters",
+    "check_learning_starts",
+    "finite_transitions",
+    "wrap_env",
+]
+
+
+def check_hyperparameters(
+    horizon: int, batch_size: int, critic_minibatches: int, nan_policy: str, buffer_class: type | None
+) -> None:
+    """Reject settings that cannot work before any env is built."""
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}.")
+    if nan_policy not in ("raise", "skip"):
+        raise ValueError(f"nan_policy must be 'raise' or 'skip', got {nan_policy!r}.")
+    if critic_minibatches < 1 or batch_size * horizon < critic_minibatches:
+        raise ValueError(
+            f"critic_minibatches={critic_minibatches} must be between 1 and batch_size * horizon "
+            f"= {batch_size * horizon}."
+        )
+    if buffer_class is not None and not issubclass(buffer_class, SequenceReplayBuffer):
+        raise ValueError(
+            f"replay_buffer_class must be a SequenceReplayBuffer subclass (PWM samples windows of "
+            f"consecutive steps), got {buffer_class.__name__}."
+        )
+
+
+def check_learning_starts(learning_starts: int, horizon: int, n_envs: int) -> None:
+    """A first world-model batch needs ``horizon`` stored steps in some env."""
+    if learning_starts < horizon * n_envs:
+        raise ValueError(
+            f"learning_starts={learning_starts} is too small for horizon={horizon} with {n_envs} env(s): "
+            f"training needs windows of {horizon} consecutive steps of one env, so set "
+            f"learning_starts >= horizon * n_envs = {horizon * n_envs}."
+        )
+
+
+def _find_dict_space(env: VecEnv) -> spaces.Dict | None:
+    while True:
+        if isinstance(env, VecFlattenObservation):
+            return env.dict_observation_space
+        inner = getattr(env, "venv", None)
+        if not isinstance(inner, VecEnv):
+            return None
+        env = inner
+
+
+def check_env_spaces(env: VecEnv, policy: Any) -> spaces.Dict | None:
+    """Check the (wrapped) env's spaces; return the original ``Dict`` space if flattened."""
+    action_space = env.action_space
+    if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
+        raise ValueError(
+            f"PWM needs a 1-D continuous Box action space, got {action_space}. Discrete actions are "
+            "not supported: use SB3's DQN/PPO, or wrap the env to expose continuous actions."
+        )
+    if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+        raise ValueError(
+            f"The action space {action_space} has infinite bounds; PWM squashes actions with tanh and "
+            "rescales them to the bounds. Clip the actions with a wrapper such as "
+            "gymnasium.wrappers.ClipAction after giving the space finite bounds."
+        )
+    obs_space = env.observation_space
+    if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
+        raise ValueError(
+            f"PWM supports flat Box observations (and Dict of Box, flattened), got {obs_space}. "
+            "Flatten the observations (gymnasium.wrappers.FlattenObservation); image observations "
+            "need a custom encoder."
+        )
+    dict_space = _find_dict_space(env)
+    policy_name = policy if isinstance(policy, str) else getattr(policy, "__name__", "")
+    if dict_space is not None and policy_name == "MlpPolicy":
+        raise ValueError("You must use `MultiInputPolicy` when working with dict observation space, not MlpPolicy.")
+    return dict_space
+
+
+def wrap_env(
+    env: GymEnv,
+    verbose: int,
+    monitor_wrapper: bool,
+    sb3_wrap: Callable[[GymEnv, int, bool], VecEnv],
+) -> VecEnv:
+    """SB3's wrapping, plus: gymnasium vector envs are adapted, Dict observations flattened."""
+    if isinstance(env, VectorEnv):
+        env = VecMonitor(GymnasiumVecEnv(env))
+    env = sb3_wrap(env, verbose, monitor_wrapper)
+    if isinstance(env.observation_space, spaces.Dict):
+        if _has_vec_normalize(env):
+            raise ValueError(
+                "VecNormalize over Dict observations is not supported by PWM: flatten the observations "
+                "first (gymnasium.wrappers.FlattenObservation), then wrap with VecNormalize."
+            )
+        env = VecFlattenObservation(env)
+    return env
+
+
+def _has_vec_normalize(env: VecEnv) -> bool:
+    while isinstance(env, VecEnv):
+        if isinstance(env, VecNormalize):
+            return True
+        env = getattr(env, "venv", None)  # type: ignore[assignment]
+    return False
+
+
+def finite_transitions(obs: np.ndarray, next_obs: np.ndarray, rewards: np.ndarray) -> np.ndarray:
+    """``[n_envs]`` mask of transitions whose observations and reward are all finite."""
+    return (
+        np.isfinite(obs).all(axis=-1)
+        & np.isfinite(next_obs).all(axis=-1)
+        & np.isfinite(np.asarray(rewards, dtype=np.float64))
+    )

@@ -1,0 +1,137 @@
+"""PWM policy: world model + actor + critic ensemble, with SB3's ``BasePolicy`` interface."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+
+from pwm_agent.common.running_stats import TorchRunningMeanStd
+from pwm_agent.envs.wrappers import flatten_observation
+from pwm_agent.networks import Actor, CriticEnsemble
+from pwm_agent.world_model import WorldModel, make_config
+
+__all__ = ["PWMPolicy", "MlpPolicy", "MultiInputPolicy"]
+
+
+class PWMPolicy(BasePolicy):
+    """The networks of a PWM agent.
+
+    Acting needs only the encoder and the actor: ``a = tanh(mu(encode(obs)))``
+    (deterministic) or a Gaussian sample before the squash. Actions live in
+    ``[-1, 1]`` and are rescaled to the action space's bounds as SB3 does.
+
+    :param observation_space: a flat ``Box`` observation space.
+    :param action_space: a ``Box`` action space with finite bounds.
+    :param lr_schedule: unused (the algorithm owns the optimisers); kept for SB3.
+    :param world_model: a preset name of :data:`pwm_agent.world_model.PRESETS`, a
+        config dict or :class:`~pwm_agent.world_model.WorldModelConfig`.
+    :param world_model_kwargs: overrides applied to that preset.
+    :param actor_arch: hidden widths of the actor (the paper: ``[400, 200, 100]``).
+    :param critic_arch: hidden widths of each critic (the paper: ``[400, 200]``).
+    :param n_critics: critic ensemble size.
+    :param activation: activation of actor and critics.
+    :param log_std_init: initial actor log-std.
+    :param log_std_min: lower clamp of the actor log-std.
+    :param dict_observation_space: the original ``Dict`` space when observations
+        are flattened (``MultiInputPolicy``); ``predict`` then accepts dicts.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule | None = None,
+        world_model: str | dict[str, Any] = "small",
+        world_model_kwargs: dict[str, Any] | None = None,
+        actor_arch: list[int] | None = None,
+        critic_arch: list[int] | None = None,
+        n_critics: int = 3,
+        activation: str = "mish",
+        log_std_init: float = -1.0,
+        log_std_min: float = -1.427,
+        dict_observation_space: spaces.Dict | None = None,
+    ) -> None:
+        super().__init__(observation_space, action_space, squash_output=True)
+        if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+            raise ValueError(
+                f"PWMPolicy needs a flat Box observation space, got {observation_space}. "
+                "Use 'MultiInputPolicy' for Dict spaces, or flatten the observations."
+            )
+        self.dict_observation_space = dict_observation_space
+        self.wm_config = make_config(world_model, **(world_model_kwargs or {}))
+        obs_dim, act_dim = int(observation_space.shape[0]), int(action_space.shape[0])
+        self.world_model = WorldModel(obs_dim, act_dim, self.wm_config)
+        latent = self.wm_config.latent_dim
+        self.actor = Actor(latent, act_dim, list(actor_arch or [128, 128]), activation, log_std_init, log_std_min)
+        self.critic = CriticEnsemble(latent, list(critic_arch or [128, 128]), n_critics, activation)
+        # Training statistics, saved with the policy: replayed rewards and imagined returns.
+        self.reward_rms = TorchRunningMeanStd()
+        self.return_rms = TorchRunningMeanStd()
+        self._kwargs = dict(
+            world_model=self.wm_config.to_dict(),
+            actor_arch=list(actor_arch or [128, 128]),
+            critic_arch=list(critic_arch or [128, 128]),
+            n_critics=n_critics,
+            activation=activation,
+            log_std_init=log_std_init,
+            log_std_min=log_std_min,
+        )
+
+    def constructor_kwargs(self) -> dict[str, Any]:
+        """The network options as plain JSON-friendly values (rebuilds this policy)."""
+        return dict(self._kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(self._kwargs)
+        return data
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Actions in ``[-1, 1]``: ``obs [B, O]`` -> ``[B, A]``."""
+        return self._predict(obs, deterministic)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> torch.Tensor:
+        z = self.world_model.encode(observation)  # type: ignore[arg-type]
+        return self.actor(z, deterministic=deterministic)
+
+    def predict(  # type: ignore[override]
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Actions in the env's bounds for one observation ``[O]`` or a batch ``[N, O]``.
+
+        A lean path for low latency: one host-to-tensor copy, no autograd.
+        """
+        if isinstance(observation, dict):
+            if self.dict_observation_space is None:
+                raise ValueError("This policy takes Box observations, but a dict was given.")
+            single = np.asarray(next(iter(observation.values()))).shape == next(
+                iter(self.dict_observation_space.spaces.values())
+            ).shape
+            observation = flatten_observation(self.dict_observation_space, observation, batched=not single)
+        obs = np.asarray(observation, dtype=np.float32)
+        obs_dim = self.observation_space.shape[0]  # type: ignore[index]
+        if obs.shape[-1:] != (obs_dim,) or obs.ndim > 2:
+            raise ValueError(f"Expected an observation of shape ({obs_dim},) or (N, {obs_dim}), got {obs.shape}.")
+        if self.training:
+            self.set_training_mode(False)
+        with torch.inference_mode():
+            actions = self._predict(torch.from_numpy(obs).to(self.device), deterministic).cpu().numpy()
+        actions = self.unscale_action(actions)  # type: ignore[assignment]
+        return actions, state
+
+
+MlpPolicy = PWMPolicy
+"""Policy for flat ``Box`` observations."""
+
+
+class MultiInputPolicy(PWMPolicy):
+    """Policy for ``Dict`` observations of ``Box`` entries, flattened into one vector."""

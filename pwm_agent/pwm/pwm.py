@@ -1,0 +1,335 @@
+"""PWM: policy learning by first-order gradients through a learned world model."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.vec_env import VecEnv
+
+from pwm_agent.buffers import NoValidWindowError, SequenceReplayBuffer
+from pwm_agent.pwm import checks, serialization
+from pwm_agent.pwm.policies import MlpPolicy, MultiInputPolicy, PWMPolicy
+from pwm_agent.pwm.updates import UpdateConfig, Updater
+
+__all__ = ["PWM"]
+
+SelfPWM = TypeVar("SelfPWM", bound="PWM")
+_NOT_SAVED_ARGS = ("self", "policy", "env", "device", "policy_kwargs", "_init_setup_model", "__class__")
+
+
+class PWM(OffPolicyAlgorithm):
+    """Policy learning with multi-task World Models (Georgiev et al., ICLR 2025).
+
+    Each update (1) trains a TD-MPC2-style world model on ``horizon + 1``-step
+    windows of replayed transitions, (2) trains the actor by back-propagating
+    the return of ``horizon``-step imagined rollouts through the frozen world model
+    from replayed start states, bootstrapped by a critic ensemble, and (3) trains
+    the critics on TD(lambda) targets of the detached imagined trajectory.
+
+    :param policy: ``"MlpPolicy"`` (flat ``Box`` observations), ``"MultiInputPolicy"``
+        (``Dict`` observations, flattened) or a :class:`PWMPolicy` subclass.
+    :param env: an env id, a ``gymnasium.Env``, an SB3 ``VecEnv`` or a
+        ``gymnasium.vector.VectorEnv``; ``None`` to load a model for prediction only.
+    :param learning_rate: actor and critic learning rate, or an SB3 schedule.
+    :param learning_rate_final: when ``learning_rate`` is a float, decay it linearly
+        to this value over each ``learn()`` call (``None``: constant).
+    :param model_learning_rate: world-model learning rate.
+    :param buffer_size: replay capacity in transitions (over all envs).
+    :param learning_starts: env steps of random actions before training; at least
+        ``horizon * n_envs``.
+    :param batch_size: start states per actor update (and windows per model update).
+    :param horizon: imagination horizon ``H`` and world-model window length.
+    :param gamma: discount.
+    :param gae_lambda: TD(lambda) parameter of the critic targets.
+    :param train_freq: update the agent every ``train_freq`` steps (SB3 semantics).
+    :param gradient_steps: updates per training round (``-1``: as many as env steps).
+    :param model_iterations: world-model gradient steps per update.
+    :param critic_iterations: passes over the imagined data per update.
+    :param critic_minibatches: minibatches per pass (each ``batch_size * horizon / n``).
+    :param consistency_coef: weight of the latent consistency loss.
+    :param reward_coef: weight of the reward loss.
+    :param termination_coef: weight of the termination loss.
+    :param rho: per-step discount of the world-model loss over the window.
+    :param actor_max_grad_norm: actor gradient clip.
+    :param critic_max_grad_norm: critic gradient clip.
+    :param model_max_grad_norm: world-model gradient clip.
+    :param normalize_returns: divide the actor loss by a running std of imagined
+        returns (else by ``horizon``).
+    :param symexp_rewards: for a two-hot reward head, differentiate the reward
+        after ``symexp`` (``False``: in symlog space, as the authors' code).
+    :param nan_policy: ``"raise"`` on a non-finite observation or reward, or
+        ``"skip"``: the transition is stored as invalid (never trained on), counted
+        in ``train/skipped_transitions`` and the observation is zeroed for acting.
+    :param use_bf16: run the forward passes of training under bf16 autocast.
+    :param log_every: updates between two records of the training metrics
+        (reading losses back from a GPU costs a host sync).
+    :param replay_buffer_class: a :class:`SequenceReplayBuffer` subclass (default: it).
+    :param replay_buffer_kwargs: extra arguments of the replay buffer.
+    :param policy_kwargs: network options, see :class:`PWMPolicy`.
+    :param stats_window_size: episodes averaged for rollout logging.
+    :param tensorboard_log: TensorBoard log folder (``None``: none).
+    :param verbose: 0 silent, 1 info, 2 debug.
+    :param seed: random seed (identical results on CPU).
+    :param device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    policy: PWMPolicy
+    replay_buffer: SequenceReplayBuffer
+
+    def __init__(
+        self,
+        policy: str | type[PWMPolicy],
+        env: GymEnv | str | None,
+        learning_rate: float | Schedule = 5e-4,
+        learning_rate_final: float | None = 1e-5,
+        model_learning_rate: float = 3e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 1000,
+        batch_size: int = 64,
+        horizon: int = 16,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.95,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        model_iterations: int = 1,
+        critic_iterations: int = 2,
+        critic_minibatches: int = 4,
+        consistency_coef: float = 20.0,
+        reward_coef: float = 0.1,
+        termination_coef: float = 1.0,
+        rho: float = 0.99,
+        actor_max_grad_norm: float = 1.0,
+        critic_max_grad_norm: float = 100.0,
+        model_max_grad_norm: float = 20.0,
+        normalize_returns: bool = True,
+        symexp_rewards: bool = True,
+        nan_policy: str = "raise",
+        use_bf16: bool = False,
+        log_every: int = 100,
+        replay_buffer_class: type[SequenceReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: torch.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        checks.check_hyperparameters(horizon, batch_size, critic_minibatches, nan_policy, replay_buffer_class)
+        # Constructor arguments, saved as plain JSON for pickle-free loading.
+        self._init_kwargs = {k: v for k, v in locals().items() if k not in _NOT_SAVED_ARGS}
+        if replay_buffer_class is SequenceReplayBuffer:
+            self._init_kwargs["replay_buffer_class"] = None
+        super().__init__(
+            policy,
+            env,  # type: ignore[arg-type]
+            learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            replay_buffer_class=replay_buffer_class or SequenceReplayBuffer,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            support_multi_env=True,
+            sde_support=False,
+        )
+        self.learning_rate_final = learning_rate_final
+        self.update_config = UpdateConfig(
+            horizon=horizon,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            model_iterations=model_iterations,
+            critic_iterations=critic_iterations,
+            critic_minibatches=critic_minibatches,
+            consistency_coef=consistency_coef,
+            reward_coef=reward_coef,
+            termination_coef=termination_coef,
+            rho=rho,
+            actor_max_grad_norm=actor_max_grad_norm,
+            critic_max_grad_norm=critic_max_grad_norm,
+            model_max_grad_norm=model_max_grad_norm,
+            normalize_returns=normalize_returns,
+            symexp_rewards=symexp_rewards,
+            use_bf16=use_bf16,
+        )
+        self.model_learning_rate = model_learning_rate
+        self.horizon = horizon
+        self.nan_policy = nan_policy
+        self.log_every = log_every
+        self.skipped_transitions = 0
+        self._dict_observation_space: spaces.Dict | None = None
+        if self.env is not None:
+            self._dict_observation_space = checks.check_env_spaces(self.env, policy)
+            checks.check_learning_starts(learning_starts, horizon, self.n_envs)
+        if _init_setup_model:
+            self._setup_model()
+
+    # ------------------------------------------------------------------ setup
+    @staticmethod
+    def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
+        """Adapt gymnasium vector envs, vectorise single envs and flatten ``Dict`` observations."""
+        return checks.wrap_env(env, verbose, monitor_wrapper, OffPolicyAlgorithm._wrap_env)
+
+    def _setup_lr_schedule(self) -> None:
+        if callable(self.learning_rate) or self.learning_rate_final is None:
+            super()._setup_lr_schedule()
+        else:
+            self.lr_schedule = LinearSchedule(float(self.learning_rate), float(self.learning_rate_final), 1.0)
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self.policy.dict_observation_space = self._dict_observation_space
+        self.updater = Updater(self.policy, self.update_config, self.lr_schedule(1.0), self.model_learning_rate)
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "updater.actor_optimizer", "updater.critic_optimizer", "updater.model_optimizer"], []
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "updater", "update_config"]
+
+    # --------------------------------------------------------------- learning
+    def learn(
+        self: SelfPWM,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "PWM",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfPWM:
+        """Train for ``total_timesteps`` env steps (summed over envs), as in SB3."""
+        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        if self.env is None:
+            raise ValueError("This PWM agent has no env: pass one with `set_env(env)` or `PWM.load(path, env=env)`.")
+        checks.check_learning_starts(self.learning_starts, self.horizon, self.n_envs)
+        env_will_reset = reset_num_timesteps or self._last_obs is None
+        result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        if env_will_reset:
+            self.replay_buffer.mark_episode_boundary()
+        return result
+
+    def train(self, gradient_steps: int, batch_size: int) -> None:
+        """Run ``gradient_steps`` PWM updates (world model, actor, critics)."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate([self.updater.actor_optimizer, self.updater.critic_optimizer])
+        for _ in range(gradient_steps):
+            try:
+                batch = self.replay_buffer.sample_windows(batch_size, self.horizon, self._vec_normalize_env)
+            except NoValidWindowError as err:
+                warnings.warn(str(err), RuntimeWarning, stacklevel=2)
+                return
+            self.updater.update(batch, lambda: self.replay_buffer.sample_windows(
+                batch_size, self.horizon, self._vec_normalize_env))
+            self._n_updates += 1
+            if self._n_updates % self.log_every == 1 or self.log_every == 1:
+                self._record_metrics()
+
+    def _record_metrics(self) -> None:
+        for key, value in self.updater.pop_metrics().items():
+            self.logger.record(f"train/{key}", value)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/skipped_transitions", self.skipped_transitions)
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        """Store the transition with its true terminal observation; check it is finite."""
+        vec_norm = self._vec_normalize_env
+        if vec_norm is not None:
+            new_obs_, reward_ = vec_norm.get_original_obs(), vec_norm.get_original_reward()
+        else:
+            self._last_original_obs, new_obs_, reward_ = self._last_obs, new_obs, reward
+        next_obs = np.array(new_obs_, dtype=np.float32, copy=True)
+        for i in np.flatnonzero(dones):
+            terminal = infos[i].get("terminal_observation")
+            if terminal is not None:
+                next_obs[i] = vec_norm.unnormalize_obs(terminal) if vec_norm is not None else terminal
+        obs = np.asarray(self._last_original_obs, dtype=np.float32)
+        valid = checks.finite_transitions(obs, next_obs, reward_)
+        if not valid.all():
+            self._handle_non_finite(valid, obs, next_obs)
+            obs, next_obs = np.nan_to_num(obs), np.nan_to_num(next_obs)
+            reward_ = np.nan_to_num(reward_)
+            new_obs = np.nan_to_num(new_obs)  # type: ignore[arg-type]
+        assert isinstance(replay_buffer, SequenceReplayBuffer)
+        replay_buffer.add(obs, next_obs, buffer_action, reward_, dones, infos, valid=valid)
+        self._last_obs = new_obs  # type: ignore[assignment]
+        if vec_norm is not None:
+            self._last_original_obs = new_obs_
+
+    def _handle_non_finite(self, valid: np.ndarray, obs: np.ndarray, next_obs: np.ndarray) -> None:
+        bad = np.flatnonzero(~valid).tolist()
+        if self.nan_policy == "raise":
+            raise ValueError(
+                f"Non-finite observation or reward from env index(es) {bad} at step {self.num_timesteps}. "
+                "Fix the environment (SB3's VecCheckNan finds the source), or pass nan_policy='skip' "
+                "to store such transitions as invalid and never train on them."
+            )
+        self.skipped_transitions += len(bad)
+
+    # ----------------------------------------------------------- persistence
+    def save(self, path: Any, exclude: Any = None, include: Any = None) -> None:
+        """Save in SB3's zip format, atomically (a crash never leaves a partial file).
+
+        The archive also holds ``pwm_config.json``, from which :meth:`load`
+        rebuilds the agent without unpickling anything.
+        """
+        serialization.atomic_save(self, path, lambda target: BaseAlgorithm.save(self, target, exclude, include))
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfPWM],
+        path: Any,
+        env: GymEnv | None = None,
+        device: torch.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfPWM:
+        """Load an agent saved by :meth:`save`.
+
+        Nothing in the file is unpickled: hyperparameters and spaces come from
+        ``pwm_config.json`` and tensors from ``torch.load(..., weights_only=True)``.
+        ``custom_objects`` and ``kwargs`` override saved hyperparameters.
+        """
+        return serialization.safe_load(cls, path, env, device, {**(custom_objects or {}), **kwargs})

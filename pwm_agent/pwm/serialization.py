@@ -1,0 +1,192 @@
+"""Atomic saving and pickle-free loading of PWM agents in SB3's zip format.
+
+SB3's ``load`` cloudpickle-unpickles the archive's ``data`` entry, so a crafted
+file runs code. PWM writes an extra ``pwm_config.json`` entry (plain JSON) and
+rebuilds the agent from it and from ``torch.load(..., weights_only=True)``
+tensors; ``data`` is kept for SB3 tooling but never read.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pathlib
+import zipfile
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.type_aliases import GymEnv
+from stable_baselines3.common.utils import check_for_correct_spaces, get_device
+
+if TYPE_CHECKING:
+    from pwm_agent.pwm.pwm import PWM
+
+__all__ = ["CONFIG_ENTRY", "atomic_save", "read_archive", "safe_load", "space_from_dict", "space_to_dict"]
+
+CONFIG_ENTRY = "pwm_config.json"
+FORMAT_VERSION = 1
+STATE_KEYS = ("num_timesteps", "_total_timesteps", "_n_updates", "_episode_num", "skipped_transitions")
+
+
+def space_to_dict(space: spaces.Space) -> dict[str, Any]:
+    """JSON description of a ``Box`` or ``Dict`` (of ``Box``) space."""
+    if isinstance(space, spaces.Box):
+        return {
+            "type": "Box",
+            "low": space.low.tolist(),
+            "high": space.high.tolist(),
+            "shape": list(space.shape),
+            "dtype": str(space.dtype),
+        }
+    if isinstance(space, spaces.Dict):
+        return {"type": "Dict", "spaces": [[key, space_to_dict(sub)] for key, sub in space.spaces.items()]}
+    raise ValueError(f"Cannot describe space {space} in a PWM save (only Box and Dict of Box).")
+
+
+def space_from_dict(data: dict[str, Any]) -> spaces.Space:
+    """Inverse of :func:`space_to_dict`."""
+    if data["type"] == "Box":
+        dtype = np.dtype(data["dtype"])
+        low = np.asarray(data["low"], dtype=dtype).reshape(data["shape"])
+        high = np.asarray(data["high"], dtype=dtype).reshape(data["shape"])
+        return spaces.Box(low, high, dtype=dtype)  # type: ignore[arg-type]
+    if data["type"] == "Dict":
+        return spaces.Dict({key: space_from_dict(sub) for key, sub in data["spaces"]})
+    raise ValueError(f"Unknown space type {data['type']!r} in the PWM save.")
+
+
+def _policy_alias(model: PWM) -> str:
+    for alias, cls in model.policy_aliases.items():
+        if cls is model.policy_class:
+            return alias
+    raise ValueError(
+        f"Custom policy class {model.policy_class.__name__} cannot be saved for pickle-free loading; "
+        "register it in PWM.policy_aliases (subclass PWM) so it can be named in the file."
+    )
+
+
+def _json_ready(name: str, value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Hyperparameter {name}={value!r} is not JSON-serialisable, so the agent cannot be saved for "
+            "pickle-free loading. Use plain numbers/strings/lists (e.g. a float learning rate with "
+            "learning_rate_final for linear decay)."
+        ) from None
+    return value
+
+
+def make_config(model: PWM) -> dict[str, Any]:
+    """The ``pwm_config.json`` content of ``model``."""
+    from pwm_agent import __version__
+
+    hyper = {k: _json_ready(k, v) for k, v in model._init_kwargs.items()}
+    return {
+        "format": "pwm_agent",
+        "format_version": FORMAT_VERSION,
+        "pwm_agent_version": __version__,
+        "policy_class": _policy_alias(model),
+        "policy_kwargs": _json_ready("policy_kwargs", model.policy.constructor_kwargs()),
+        "hyperparameters": hyper,
+        "observation_space": space_to_dict(model.observation_space),
+        "action_space": space_to_dict(model.action_space),
+        "dict_observation_space": (
+            space_to_dict(model._dict_observation_space) if model._dict_observation_space is not None else None
+        ),
+        "n_envs": model.n_envs,
+        "state": {key: int(getattr(model, key)) for key in STATE_KEYS},
+    }
+
+
+def atomic_save(model: PWM, path: Any, write: Callable[[Any], None]) -> None:
+    """Write the SB3 archive with ``write`` plus the config entry; replace ``path`` atomically."""
+    config = json.dumps(make_config(model), indent=1)
+    if isinstance(path, io.IOBase):
+        buffer = io.BytesIO()
+        write(buffer)
+        with zipfile.ZipFile(buffer, mode="a") as archive:
+            archive.writestr(CONFIG_ENTRY, config)
+        path.write(buffer.getvalue())
+        return
+    final = pathlib.Path(path)
+    if final.suffix == "":
+        final = final.with_suffix(".zip")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with zipfile.ZipFile(tmp, mode="a") as archive:
+            archive.writestr(CONFIG_ENTRY, config)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_archive(path: Any, device: torch.device | str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read ``(config, state dicts)`` from a PWM archive without unpickling anything."""
+    if not isinstance(path, io.IOBase):
+        path = pathlib.Path(path)
+        if not path.exists() and path.with_suffix(".zip").exists():
+            path = path.with_suffix(".zip")
+    name = str(getattr(path, "name", path))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if CONFIG_ENTRY not in names:
+                raise ValueError(
+                    f"{name} has no {CONFIG_ENTRY}: it was not saved by pwm_agent's PWM.save (is it "
+                    "another algorithm's file?)."
+                )
+            config = json.loads(archive.read(CONFIG_ENTRY))
+            params = {}
+            for entry in names:
+                if entry.endswith(".pth") and entry != "pytorch_variables.pth":
+                    with archive.open(entry) as handle:
+                        blob = io.BytesIO(handle.read())
+                    params[entry[: -len(".pth")]] = torch.load(blob, map_location=device, weights_only=True)
+    except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, json.JSONDecodeError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError(f"{name} is not a readable PWM save (corrupt or truncated file): {err}") from err
+    if config.get("format") != "pwm_agent" or config.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{name} has an unsupported format; upgrade pwm_agent to load it.")
+    return config, params
+
+
+def safe_load(cls: type[PWM], path: Any, env: GymEnv | None, device: Any, overrides: dict[str, Any]) -> PWM:
+    """Rebuild an agent from :func:`read_archive` output (see :meth:`PWM.load`)."""
+    device = get_device(device)
+    config, params = read_archive(path, device)
+    hyper = {**config["hyperparameters"], **overrides}
+    policy_kwargs = hyper.pop("policy_kwargs", config["policy_kwargs"])
+    obs_space = space_from_dict(config["observation_space"])
+    action_space = space_from_dict(config["action_space"])
+    if env is not None:
+        env = cls._wrap_env(env, hyper.get("verbose", 0))
+        try:
+            check_for_correct_spaces(env, obs_space, action_space)
+        except ValueError as err:
+            raise ValueError(
+                f"The env does not match the saved agent ({err}). Pass an env with the spaces the agent "
+                "was trained on (same wrappers, e.g. FlattenObservation or VecNormalize)."
+            ) from err
+    model = cls(config["policy_class"], env, device=device, policy_kwargs=policy_kwargs, _init_setup_model=False, **hyper)
+    if env is None:
+        model.observation_space, model.action_space = obs_space, action_space
+        model.n_envs = int(config["n_envs"])
+        dict_space = config["dict_observation_space"]
+        model._dict_observation_space = space_from_dict(dict_space) if dict_space else None  # type: ignore[assignment]
+    for key, value in config["state"].items():
+        setattr(model, key, value)
+    model._setup_model()
+    try:
+        model.set_parameters(params, exact_match=True, device=device)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise ValueError(f"The tensors in the save do not fit the agent it describes: {err}") from err
+    return model

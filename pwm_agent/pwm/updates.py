@@ -1,0 +1,160 @@
+"""One PWM update: world model, then actor through imagination, then critics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch.nn.utils import clip_grad_norm_
+
+from pwm_agent.buffers import WindowBatch
+from pwm_agent.objectives import Imagination, discounted_return, imagine, td_lambda_targets
+from pwm_agent.pwm.policies import PWMPolicy
+from pwm_agent.world_model import WorldModelLossWeights, world_model_loss
+
+__all__ = ["UpdateConfig", "Updater"]
+
+ADAM_BETAS = (0.7, 0.95)
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    """Hyperparameters of one update (see :class:`~pwm_agent.PWM` for their meaning)."""
+
+    horizon: int = 16
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    model_iterations: int = 1
+    critic_iterations: int = 2
+    critic_minibatches: int = 4
+    consistency_coef: float = 20.0
+    reward_coef: float = 0.1
+    termination_coef: float = 1.0
+    rho: float = 0.99
+    actor_max_grad_norm: float = 1.0
+    critic_max_grad_norm: float = 100.0
+    model_max_grad_norm: float = 20.0
+    normalize_returns: bool = True
+    symexp_rewards: bool = True
+    use_bf16: bool = False
+
+
+class Updater:
+    """Owns the three optimisers and runs updates; metrics stay on the device
+    until :meth:`pop_metrics` reads them (one host sync per logging period)."""
+
+    def __init__(self, policy: PWMPolicy, config: UpdateConfig, learning_rate: float, model_lr: float) -> None:
+        self.policy, self.config = policy, config
+        self.actor_optimizer = torch.optim.Adam(policy.actor.parameters(), lr=learning_rate, betas=ADAM_BETAS)
+        self.critic_optimizer = torch.optim.Adam(policy.critic.parameters(), lr=learning_rate, betas=ADAM_BETAS)
+        self.model_optimizer = torch.optim.Adam(policy.world_model.parameters(), lr=model_lr)
+        self.loss_weights = WorldModelLossWeights(
+            config.consistency_coef, config.reward_coef, config.termination_coef, config.rho
+        )
+        self._sums: dict[str, torch.Tensor] = {}
+        self._count = 0
+
+    def _autocast(self) -> torch.autocast:
+        device = next(self.policy.parameters()).device.type
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.config.use_bf16)
+
+    def update(self, batch: WindowBatch, sample_batch: Callable[[], WindowBatch]) -> None:
+        """World-model step(s) on ``batch`` (more batches from ``sample_batch``),
+        then an actor step from ``batch.observations[0]``, then critic steps."""
+        metrics = self.train_world_model(batch)
+        for _ in range(self.config.model_iterations - 1):
+            metrics = self.train_world_model(sample_batch())
+        imagination, actor_metrics = self.train_actor(batch.observations[0])
+        metrics.update(actor_metrics)
+        metrics.update(self.train_critic(imagination))
+        for key, value in metrics.items():
+            self._sums[key] = self._sums.get(key, 0.0) + value.detach().float()
+        self._count += 1
+
+    def reward_targets(self, rewards: torch.Tensor) -> torch.Tensor:
+        """Scale ``rewards [H, B]`` by a running std (scalar reward heads only; no shift)."""
+        world_model = self.policy.world_model
+        if world_model.config.reward_head != "scalar":
+            return rewards
+        self.policy.reward_rms.update(rewards)
+        world_model.reward_scale.copy_(1.0 / self.policy.reward_rms.std(1e-8))
+        return rewards * world_model.reward_scale
+
+    def train_world_model(self, batch: WindowBatch) -> dict[str, torch.Tensor]:
+        """One world-model gradient step on windows ``[H + 1, B, ...]``."""
+        world_model = self.policy.world_model
+        rewards = self.reward_targets(batch.rewards)
+        with self._autocast():
+            loss, parts = world_model_loss(
+                world_model, batch.observations, batch.actions, rewards, batch.terminated, None, self.loss_weights
+            )
+        self.model_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = clip_grad_norm_(world_model.parameters(), self.config.model_max_grad_norm)
+        self.model_optimizer.step()
+        return {**parts, "model_loss": loss.detach(), "model_grad_norm": grad_norm}
+
+    def train_actor(self, obs: torch.Tensor) -> tuple[Imagination, dict[str, torch.Tensor]]:
+        """One actor step through an imagined rollout from ``obs [B, O]``.
+
+        Only the actor's gradient is computed (``torch.autograd.grad``): the world
+        model and critics are read, never changed.
+        """
+        policy, cfg = self.policy, self.config
+        with torch.no_grad():
+            z0 = policy.world_model.encode(obs)
+        with self._autocast():
+            imagination = imagine(policy.world_model, policy.actor, z0, cfg.horizon, None, cfg.symexp_rewards)
+            bootstrap = policy.critic.min_value(imagination.latents[-1])
+            returns = discounted_return(imagination.rewards, imagination.continues, bootstrap, cfg.gamma).float()
+        scale = policy.return_rms.std() if cfg.normalize_returns else torch.tensor(float(cfg.horizon))
+        loss = -(returns / scale).mean()
+        params = list(policy.actor.parameters())
+        grads = torch.autograd.grad(loss, params)
+        for param, grad in zip(params, grads):
+            param.grad = grad
+        grad_norm = clip_grad_norm_(params, cfg.actor_max_grad_norm)
+        self.actor_optimizer.step()
+        if cfg.normalize_returns:
+            policy.return_rms.update(returns)
+        detached = Imagination(*(t.detach().float() for t in imagination))
+        return detached, {
+            "actor_loss": loss.detach(),
+            "actor_grad_norm": grad_norm,
+            "imagined_return": returns.detach().mean(),
+            "actor_std": policy.actor.std().detach().mean(),
+        }
+
+    def train_critic(self, imagination: Imagination) -> dict[str, torch.Tensor]:
+        """``critic_iterations x critic_minibatches`` steps on TD(lambda) targets of the
+        detached trajectory (``[H + 1, B, L]`` latents)."""
+        critic, cfg = self.policy.critic, self.config
+        latents = imagination.latents
+        with torch.no_grad(), self._autocast():
+            values = critic.min_value(latents).float()  # [H + 1, B]
+        targets = td_lambda_targets(imagination.rewards, imagination.continues, values, cfg.gamma, cfg.gae_lambda)
+        inputs = latents[:-1].reshape(-1, latents.shape[-1])
+        flat_targets = targets.reshape(-1)
+        n = inputs.shape[0]
+        size = n // cfg.critic_minibatches
+        losses, grad_norm = [], torch.zeros(())
+        for _ in range(cfg.critic_iterations):
+            order = torch.randperm(n, device=inputs.device)
+            for j in range(cfg.critic_minibatches):
+                idx = order[j * size : (j + 1) * size]
+                with self._autocast():
+                    pred = critic(inputs[idx]).float()  # [K, size]
+                loss = ((pred - flat_targets[idx]) ** 2).mean()
+                self.critic_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = clip_grad_norm_(critic.parameters(), cfg.critic_max_grad_norm)
+                self.critic_optimizer.step()
+                losses.append(loss.detach())
+        return {"critic_loss": torch.stack(losses).mean(), "critic_grad_norm": grad_norm, "value": values.mean()}
+
+    def pop_metrics(self) -> dict[str, float]:
+        """Means of the metrics since the last call (reads them back to the host)."""
+        out = {key: float(value / max(self._count, 1)) for key, value in self._sums.items()}
+        self._sums, self._count = {}, 0
+        return out
