@@ -39,12 +39,14 @@ def imagine(
     through ``a_t -> model -> later rewards and values`` (the PWM estimator).
     """
     z = z0
-    latents, actions, rewards, continues = [z0], [], [], []
+    latents, actions = [z0], []
     for _ in range(horizon):
         action = actor.sample(z.detach())
-        rewards.append(world_model.reward(z, action, task, apply_symexp=apply_symexp))
         z = world_model.next(z, action, task)
-        continues.append(world_model.continuation(z, task))
         latents.append(z)
         actions.append(action)
-    return Imagination(torch.stack(latents), torch.stack(actions), torch.stack(rewards), torch.stack(continues))
+    zs, acts = torch.stack(latents), torch.stack(actions)  # [H + 1, B, L], [H, B, A]
+    # Rewards and terminations need no sequential pass: one batched call each.
+    rewards = world_model.reward(zs[:-1], acts, task, apply_symexp=apply_symexp)
+    continues = world_model.continuation(zs[1:], task)
+    return Imagination(zs, acts, rewards, continues)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch.nn.utils import clip_grad_norm_
@@ -16,6 +16,11 @@ from pwm_agent.world_model import WorldModelLossWeights, world_model_loss
 __all__ = ["UpdateConfig", "Updater"]
 
 ADAM_BETAS = (0.7, 0.95)
+
+
+def _adam(params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
+    """Adam with the fused kernel (one call for all tensors; CPU and CUDA)."""
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,9 @@ class Updater:
 
     def __init__(self, policy: PWMPolicy, config: UpdateConfig, learning_rate: float, model_lr: float) -> None:
         self.policy, self.config = policy, config
-        self.actor_optimizer = torch.optim.Adam(policy.actor.parameters(), lr=learning_rate, betas=ADAM_BETAS)
-        self.critic_optimizer = torch.optim.Adam(policy.critic.parameters(), lr=learning_rate, betas=ADAM_BETAS)
-        self.model_optimizer = torch.optim.Adam(policy.world_model.parameters(), lr=model_lr)
+        self.actor_optimizer = _adam(policy.actor.parameters(), learning_rate, ADAM_BETAS)
+        self.critic_optimizer = _adam(policy.critic.parameters(), learning_rate, ADAM_BETAS)
+        self.model_optimizer = _adam(policy.world_model.parameters(), model_lr)
         self.loss_weights = WorldModelLossWeights(
             config.consistency_coef, config.reward_coef, config.termination_coef, config.rho
         )
@@ -91,7 +96,7 @@ class Updater:
             )
         self.model_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = clip_grad_norm_(world_model.parameters(), self.config.model_max_grad_norm)
+        grad_norm = clip_grad_norm_(world_model.parameters(), self.config.model_max_grad_norm, foreach=True)
         self.model_optimizer.step()
         return {**parts, "model_loss": loss.detach(), "model_grad_norm": grad_norm}
 
@@ -114,7 +119,7 @@ class Updater:
         grads = torch.autograd.grad(loss, params)
         for param, grad in zip(params, grads):
             param.grad = grad
-        grad_norm = clip_grad_norm_(params, cfg.actor_max_grad_norm)
+        grad_norm = clip_grad_norm_(params, cfg.actor_max_grad_norm, foreach=True)
         self.actor_optimizer.step()
         if cfg.normalize_returns:
             policy.return_rms.update(returns)
@@ -148,7 +153,7 @@ class Updater:
                 loss = ((pred - flat_targets[idx]) ** 2).mean()
                 self.critic_optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                grad_norm = clip_grad_norm_(critic.parameters(), cfg.critic_max_grad_norm)
+                grad_norm = clip_grad_norm_(critic.parameters(), cfg.critic_max_grad_norm, foreach=True)
                 self.critic_optimizer.step()
                 losses.append(loss.detach())
         return {"critic_loss": torch.stack(losses).mean(), "critic_grad_norm": grad_norm, "value": values.mean()}

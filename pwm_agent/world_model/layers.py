@@ -6,7 +6,7 @@ so that pretrained checkpoints map onto it key for key.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -15,16 +15,33 @@ from torch import nn
 __all__ = ["Mish", "SimNorm", "NormedLinear", "mlp", "activation", "ACTIVATIONS"]
 
 
-def _fast_mish(x: torch.Tensor) -> torch.Tensor:
-    """Mish written out: ``F.mish``'s backward is several times slower on CPU."""
-    return x * torch.tanh(F.softplus(x))
+class _MishFunction(torch.autograd.Function):
+    """Mish with a hand-written backward, built on one ``exp``.
+
+    ``tanh(softplus(x)) = 1 - 2 / ((1 + e^x)^2 + 1)``; ``F.mish`` and the
+    ``tanh``/``softplus`` form are 4-20x slower forward+backward on CPU builds
+    whose ``tanh`` is not vectorised.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        e = torch.exp(x.clamp(max=20.0))
+        t = 1.0 - 2.0 / (1.0 + e).square_().add_(1.0)
+        ctx.save_for_backward(x, e, t)
+        return x * t
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        x, e, t = ctx.saved_tensors
+        sigmoid = e / (1.0 + e)
+        return grad * (t + x * sigmoid * (1.0 - t * t))
 
 
 class Mish(nn.Module):
     """Mish activation ``x * tanh(softplus(x))`` (numerically equal to ``nn.Mish``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _fast_mish(x)
+        return _MishFunction.apply(x)
 
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {

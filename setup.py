@@ -1,0 +1,47 @@
+"""Packaging for pwm_agent."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+version = {}
+for line in (HERE / "pwm_agent" / "__init__.py").read_text().splitlines():
+    if line.startswith("__version__"):
+        version["v"] = line.split("=")[1].strip().strip('"')
+
+extras = {
+    "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100", "tensorboard>=2.14", "gymnasium[mujoco]>=1.0"],
+    "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
+    "mujoco": ["gymnasium[mujoco]>=1.0"],
+    "benchmarks": ["matplotlib>=3.7", "gymnasium[mujoco]>=1.0"],
+    "extra": ["tensorboard>=2.14", "matplotlib>=3.7"],
+}
+
+setup(
+    name="pwm_agent",
+    version=version["v"],
+    description="PWM (Policy learning with multi-task World Models) for Stable-Baselines3 and Gymnasium",
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["pwm_agent", "pwm_agent.*"]),
+    package_data={"pwm_agent": ["py.typed"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.3",
+        "gymnasium>=1.0",
+        "stable-baselines3>=2.6",
+        "numpy>=1.24",
+        "tqdm",
+        "rich",
+        "cloudpickle",
+    ],
+    extras_require=extras,
+    entry_points={},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: MIT License",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+    license="MIT",
+)
