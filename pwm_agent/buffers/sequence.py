@@ -118,6 +118,8 @@ class SequenceReplayBuffer(ReplayBuffer):
     def _draw_window_starts(self, batch_size: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
         """Uniformly draw valid (start, env) pairs by rejection, falling back to enumeration."""
         size = self.buffer_size if self.full else self.pos
+        if size == 0:
+            raise NoValidWindowError("The replay buffer is empty: collect transitions before sampling windows.")
         starts_found: list[np.ndarray] = []
         envs_found: list[np.ndarray] = []
         needed = batch_size

@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, VectorEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 __all__ = ["GymnasiumVecEnv"]
@@ -51,6 +51,18 @@ class GymnasiumVecEnv(VecEnv):
             raise TypeError(f"Expected a gymnasium.vector.VectorEnv, got {type(env).__name__}.")
         self.venv = env
         self.autoreset_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if (
+            isinstance(env, AsyncVectorEnv)
+            and not env.shared_memory
+            and self.autoreset_mode == AutoresetMode.NEXT_STEP
+        ):
+            # gymnasium's async worker keeps its autoreset flag after a masked reset
+            # when shared memory is off, so the next step would reset the env again.
+            raise ValueError(
+                "AsyncVectorEnv(shared_memory=False) cannot reset single sub-envs reliably in "
+                "NEXT_STEP autoreset mode. Use shared_memory=True, or autoreset_mode="
+                "gymnasium.vector.AutoresetMode.SAME_STEP (or DISABLED)."
+            )
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
         self._actions: np.ndarray | None = None
 

@@ -14,6 +14,7 @@ from pwm_agent.buffers import SequenceReplayBuffer
 from pwm_agent.envs import GymnasiumVecEnv, VecFlattenObservation
 
 __all__ = [
+    "check_action_space",
     "check_env_spaces",
     "check_hyperparameters",
     "check_learning_starts",
@@ -62,9 +63,8 @@ def _find_dict_space(env: VecEnv) -> spaces.Dict | None:
         env = inner
 
 
-def check_env_spaces(env: VecEnv, policy: Any) -> spaces.Dict | None:
-    """Check the (wrapped) env's spaces; return the original ``Dict`` space if flattened."""
-    action_space = env.action_space
+def check_action_space(action_space: spaces.Space) -> None:
+    """PWM acts in a 1-D ``Box`` with finite bounds (tanh-squashed, then rescaled)."""
     if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
         raise ValueError(
             f"PWM needs a 1-D continuous Box action space, got {action_space}. Discrete actions are "
@@ -76,6 +76,11 @@ def check_env_spaces(env: VecEnv, policy: Any) -> spaces.Dict | None:
             "rescales them to the bounds. Clip the actions with a wrapper such as "
             "gymnasium.wrappers.ClipAction after giving the space finite bounds."
         )
+
+
+def check_env_spaces(env: VecEnv, policy: Any) -> spaces.Dict | None:
+    """Check the (wrapped) env's spaces; return the original ``Dict`` space if flattened."""
+    check_action_space(env.action_space)
     obs_space = env.observation_space
     if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
         raise ValueError(
@@ -100,6 +105,7 @@ def wrap_env(
     if isinstance(env, VectorEnv):
         env = VecMonitor(GymnasiumVecEnv(env))
     env = sb3_wrap(env, verbose, monitor_wrapper)
+    check_action_space(env.action_space)  # before SB3's own bare assertion on the bounds
     if isinstance(env.observation_space, spaces.Dict):
         if _has_vec_normalize(env):
             raise ValueError(

@@ -34,7 +34,7 @@ class PWMPolicy(BasePolicy):
     :param actor_arch: hidden widths of the actor (the paper: ``[400, 200, 100]``).
     :param critic_arch: hidden widths of each critic (the paper: ``[400, 200]``).
     :param n_critics: critic ensemble size.
-    :param activation: activation of actor and critics.
+    :param activation: activation of actor and critics (default: the world model's).
     :param log_std_init: initial actor log-std.
     :param log_std_min: lower clamp of the actor log-std.
     :param dict_observation_space: the original ``Dict`` space when observations
@@ -51,7 +51,7 @@ class PWMPolicy(BasePolicy):
         actor_arch: list[int] | None = None,
         critic_arch: list[int] | None = None,
         n_critics: int = 3,
-        activation: str = "mish",
+        activation: str | None = None,
         log_std_init: float = -1.0,
         log_std_min: float = -1.427,
         dict_observation_space: spaces.Dict | None = None,
@@ -67,6 +67,7 @@ class PWMPolicy(BasePolicy):
         obs_dim, act_dim = int(observation_space.shape[0]), int(action_space.shape[0])
         self.world_model = WorldModel(obs_dim, act_dim, self.wm_config)
         latent = self.wm_config.latent_dim
+        activation = activation or self.wm_config.activation
         self.actor = Actor(latent, act_dim, list(actor_arch or [128, 128]), activation, log_std_init, log_std_min)
         self.critic = CriticEnsemble(latent, list(critic_arch or [128, 128]), n_critics, activation)
         # Training statistics, saved with the policy: replayed rewards and imagined returns.
@@ -113,9 +114,10 @@ class PWMPolicy(BasePolicy):
         if isinstance(observation, dict):
             if self.dict_observation_space is None:
                 raise ValueError("This policy takes Box observations, but a dict was given.")
-            single = np.asarray(next(iter(observation.values()))).shape == next(
-                iter(self.dict_observation_space.spaces.values())
-            ).shape
+            single = all(
+                np.shape(observation.get(key)) == sub.shape
+                for key, sub in self.dict_observation_space.spaces.items()
+            )
             observation = flatten_observation(self.dict_observation_space, observation, batched=not single)
         obs = np.asarray(observation, dtype=np.float32)
         obs_dim = self.observation_space.shape[0]  # type: ignore[index]

@@ -49,7 +49,8 @@ class PWM(OffPolicyAlgorithm):
     :param learning_starts: env steps of random actions before training; at least
         ``horizon * n_envs``.
     :param batch_size: start states per actor update (and windows per model update).
-    :param horizon: imagination horizon ``H`` and world-model window length.
+    :param horizon: imagination horizon ``H`` and world-model window length (the paper: 16;
+        5 was steadier online on our benchmarks, see the docs' benchmark page).
     :param gamma: discount.
     :param gae_lambda: TD(lambda) parameter of the critic targets.
     :param train_freq: update the agent every ``train_freq`` steps (SB3 semantics).
@@ -101,7 +102,7 @@ class PWM(OffPolicyAlgorithm):
         buffer_size: int = 1_000_000,
         learning_starts: int = 1000,
         batch_size: int = 64,
-        horizon: int = 16,
+        horizon: int = 5,
         gamma: float = 0.99,
         gae_lambda: float = 0.95,
         train_freq: int | tuple[int, str] = 1,
@@ -181,6 +182,7 @@ class PWM(OffPolicyAlgorithm):
         self.nan_policy = nan_policy
         self.log_every = log_every
         self.skipped_transitions = 0
+        self._raw_last_obs: np.ndarray | None = None
         self._dict_observation_space: spaces.Dict | None = None
         if self.env is not None:
             self._dict_observation_space = checks.check_env_spaces(self.env, policy)
@@ -209,7 +211,7 @@ class PWM(OffPolicyAlgorithm):
         return ["policy", "updater.actor_optimizer", "updater.critic_optimizer", "updater.model_optimizer"], []
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "updater", "update_config"]
+        return [*super()._excluded_save_params(), "updater", "update_config", "_raw_last_obs"]
 
     # --------------------------------------------------------------- learning
     def learn(
@@ -239,6 +241,7 @@ class PWM(OffPolicyAlgorithm):
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         if env_will_reset:
             self.replay_buffer.mark_episode_boundary()
+            self._raw_last_obs = None
         return result
 
     def train(self, gradient_steps: int, batch_size: int) -> None:
@@ -277,7 +280,9 @@ class PWM(OffPolicyAlgorithm):
         if vec_norm is not None:
             new_obs_, reward_ = vec_norm.get_original_obs(), vec_norm.get_original_reward()
         else:
-            self._last_original_obs, new_obs_, reward_ = self._last_obs, new_obs, reward
+            # ``_last_obs`` may have been zeroed for acting (nan_policy="skip"): store the raw one.
+            raw_last = self._raw_last_obs if self._raw_last_obs is not None else self._last_obs
+            self._last_original_obs, new_obs_, reward_ = raw_last, new_obs, reward
         next_obs = np.array(new_obs_, dtype=np.float32, copy=True)
         for i in np.flatnonzero(dones):
             terminal = infos[i].get("terminal_observation")
@@ -292,6 +297,7 @@ class PWM(OffPolicyAlgorithm):
             new_obs = np.nan_to_num(new_obs)  # type: ignore[arg-type]
         assert isinstance(replay_buffer, SequenceReplayBuffer)
         replay_buffer.add(obs, next_obs, buffer_action, reward_, dones, infos, valid=valid)
+        self._raw_last_obs = None if vec_norm is not None else np.array(new_obs_, copy=True)
         self._last_obs = new_obs  # type: ignore[assignment]
         if vec_norm is not None:
             self._last_original_obs = new_obs_

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import pathlib
+import pickle
 import zipfile
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -138,6 +139,9 @@ def read_archive(path: Any, device: torch.device | str) -> tuple[dict[str, Any],
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
+            if min((info.header_offset for info in archive.infolist()), default=1) != 0:
+                # zipfile found an archive embedded further in (e.g. a .pth of a cut-off save).
+                raise zipfile.BadZipFile("the archive does not start at the beginning of the file")
             if CONFIG_ENTRY not in names:
                 raise ValueError(
                     f"{name} has no {CONFIG_ENTRY}: it was not saved by pwm_agent's PWM.save (is it "
@@ -150,7 +154,7 @@ def read_archive(path: Any, device: torch.device | str) -> tuple[dict[str, Any],
                     with archive.open(entry) as handle:
                         blob = io.BytesIO(handle.read())
                     params[entry[: -len(".pth")]] = torch.load(blob, map_location=device, weights_only=True)
-    except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, json.JSONDecodeError) as err:
+    except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, json.JSONDecodeError, pickle.UnpicklingError) as err:
         if isinstance(err, FileNotFoundError):
             raise
         raise ValueError(f"{name} is not a readable PWM save (corrupt or truncated file): {err}") from err
@@ -164,6 +168,8 @@ def safe_load(cls: type[PWM], path: Any, env: GymEnv | None, device: Any, overri
     device = get_device(device)
     config, params = read_archive(path, device)
     hyper = {**config["hyperparameters"], **overrides}
+    if isinstance(hyper.get("train_freq"), list):  # JSON has no tuples
+        hyper["train_freq"] = tuple(hyper["train_freq"])
     policy_kwargs = hyper.pop("policy_kwargs", config["policy_kwargs"])
     obs_space = space_from_dict(config["observation_space"])
     action_space = space_from_dict(config["action_space"])

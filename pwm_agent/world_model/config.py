@@ -71,7 +71,8 @@ def _tdmpc2(enc: int, mlp_dim: int, latent: int, enc_layers: int) -> WorldModelC
 
 PRESETS: dict[str, WorldModelConfig] = {
     # Default for online learning on a CPU: small enough for one update per env step.
-    "small": WorldModelConfig(latent_dim=64, enc_dims=(128,), mlp_dims=(128, 128)),
+    # SiLU instead of Mish: several times cheaper on CPU, same learning on our benchmarks.
+    "small": WorldModelConfig(latent_dim=64, enc_dims=(128,), mlp_dims=(128, 128), activation="silu"),
     # The authors' single-task (dflex) configuration.
     "pwm": WorldModelConfig(latent_dim=512, enc_dims=(256,), mlp_dims=(512, 512)),
     # TD-MPC2 model sizes (single-task shapes; multi-task adds task embeddings).

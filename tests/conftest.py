@@ -1,0 +1,154 @@
+"""Shared fixtures and helpers: a tiny, fast PWM configuration and small test envs."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.logger import KVWriter, Logger
+
+# One intra-op thread per test process: on a small shared machine several
+# threads per process are many times slower (thread contention) and make the
+# results of a run depend on the thread count.
+torch.set_num_threads(1)
+
+# Tiny networks: every part of the algorithm runs, in milliseconds per update.
+TINY_POLICY_KWARGS: dict[str, Any] = dict(
+    world_model="small",
+    world_model_kwargs=dict(latent_dim=16, enc_dims=[32], mlp_dims=[32, 32]),
+    actor_arch=[32],
+    critic_arch=[32],
+)
+TINY_KWARGS: dict[str, Any] = dict(
+    horizon=4,
+    batch_size=16,
+    learning_starts=50,
+    critic_iterations=1,
+    critic_minibatches=2,
+    buffer_size=2000,
+)
+
+
+def tiny_kwargs(**overrides: Any) -> dict[str, Any]:
+    """Constructor arguments of a tiny PWM agent (a fresh copy; ``overrides`` win)."""
+    kwargs: dict[str, Any] = {
+        **TINY_KWARGS,
+        "policy_kwargs": {
+            **TINY_POLICY_KWARGS,
+            "world_model_kwargs": dict(TINY_POLICY_KWARGS["world_model_kwargs"]),
+        },
+    }
+    kwargs.update(overrides)
+    return kwargs
+
+
+@pytest.fixture
+def tiny() -> dict[str, Any]:
+    """A fresh dict of tiny PWM constructor arguments."""
+    return tiny_kwargs()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sb3_logdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep SB3's default logger folders out of the system temp directory."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3_log")))
+        yield
+
+
+class RecordingWriter(KVWriter):
+    """An in-memory logger output: keeps every dumped ``{key: value}`` dict."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
+        self.records.append({**dict(key_values), "_step": step})
+
+    def close(self) -> None:
+        pass
+
+    def values(self, key: str) -> list[Any]:
+        """All dumped values of ``key``, in order."""
+        return [record[key] for record in self.records if key in record]
+
+
+def recording_logger() -> tuple[Logger, RecordingWriter]:
+    """A logger whose only output is a :class:`RecordingWriter` (use with ``model.set_logger``)."""
+    writer = RecordingWriter()
+    return Logger(folder=None, output_formats=[writer]), writer
+
+
+class CounterEnv(gym.Env):
+    """Episodes of exactly ``length`` steps; the observation encodes where we are.
+
+    ``obs = [env_id, episode, t]`` with ``t`` the step within the episode
+    (0 after reset). The episode ends by termination (``terminate=True``) or
+    truncation. The reward is ``t`` after the step.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, length: int = 5, terminate: bool = True, env_id: int = 0) -> None:
+        self.length, self.terminate, self.env_id = length, terminate, env_id
+        self.observation_space = spaces.Box(-1e6, 1e6, (3,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.episode, self.t = -1, 0
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self.env_id, self.episode, self.t], dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.episode += 1
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.t += 1
+        end = self.t >= self.length
+        return self._obs(), float(self.t), end and self.terminate, end and not self.terminate, {}
+
+
+class DictObsWrapper(gym.ObservationWrapper):
+    """Split a flat ``Box`` observation into a ``Dict`` of two ``Box`` entries."""
+
+    def __init__(self, env: gym.Env, split: int = 2) -> None:
+        super().__init__(env)
+        box = env.observation_space
+        assert isinstance(box, spaces.Box)
+        self.split = split
+        self.observation_space = spaces.Dict(
+            {
+                "a": spaces.Box(box.low[:split], box.high[:split], dtype=np.float32),
+                "b": spaces.Box(box.low[split:], box.high[split:], dtype=np.float32),
+            }
+        )
+
+    def observation(self, observation: np.ndarray) -> dict[str, np.ndarray]:
+        return {"a": observation[: self.split].astype(np.float32), "b": observation[self.split :].astype(np.float32)}
+
+
+class ShiftedActionWrapper(gym.ActionWrapper):
+    """Expose an asymmetric action space ``[low, high]`` and map it back to ``[-1, 1]``-ish bounds.
+
+    Records every action it receives so tests can check they lie in the bounds.
+    """
+
+    def __init__(self, env: gym.Env, low: float = 0.0, high: float = 4.0) -> None:
+        super().__init__(env)
+        self.inner = env.action_space
+        assert isinstance(self.inner, spaces.Box)
+        n = self.inner.shape[0]
+        self.action_space = spaces.Box(np.full(n, low, np.float32), np.full(n, high, np.float32), dtype=np.float32)
+        self.received: list[np.ndarray] = []
+
+    def action(self, action: np.ndarray) -> np.ndarray:
+        self.received.append(np.array(action, copy=True))
+        low, high = self.action_space.low, self.action_space.high
+        unit = (np.asarray(action, dtype=np.float32) - low) / (high - low)  # [0, 1]
+        return (self.inner.low + unit * (self.inner.high - self.inner.low)).astype(np.float32)

@@ -1,0 +1,366 @@
+"""Saving and loading: round trips, continued training, atomic writes, pickle-free loading."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import pathlib
+import zipfile
+
+import cloudpickle
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import SAC
+from stable_baselines3.common import base_class as sb3_base_class
+from stable_baselines3.common.callbacks import CheckpointCallback
+from stable_baselines3.common.save_util import json_to_data
+
+from pwm_agent import PWM
+from pwm_agent.buffers import SequenceReplayBuffer
+from pwm_agent.pwm.serialization import CONFIG_ENTRY
+
+from conftest import DictObsWrapper, ShiftedActionWrapper, tiny_kwargs
+
+OBS = np.random.default_rng(0).uniform(-1.0, 1.0, size=(16, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[PWM, pathlib.Path]:
+    """A briefly trained Pendulum agent and its save (module-wide: do not mutate the model)."""
+    model = PWM("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs())
+    model.learn(100)
+    path = tmp_path_factory.mktemp("save") / "pwm.zip"
+    model.save(path)
+    return model, path
+
+
+def assert_same_predictions(a: PWM, b: PWM, obs: np.ndarray = OBS) -> None:
+    np.testing.assert_array_equal(a.predict(obs, deterministic=True)[0], b.predict(obs, deterministic=True)[0])
+
+
+def state_dicts_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def rewrite_entry(src: pathlib.Path, dst: pathlib.Path, name: str, content: bytes) -> None:
+    """Copy the zip ``src`` to ``dst`` with entry ``name`` replaced by ``content``."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for entry in zin.namelist():
+            zout.writestr(entry, content if entry == name else zin.read(entry))
+
+
+class _OpenMarker:
+    """Unpickling this object opens (creates) ``path``: proof that a pickle was loaded."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+# --------------------------------------------------------------------------- round trips
+def test_round_trip_identical_actions(trained, tmp_path):
+    model, path = trained
+    loaded = PWM.load(path)
+    assert loaded.env is None
+    assert_same_predictions(model, loaded)
+    assert state_dicts_equal(model.policy.state_dict(), loaded.policy.state_dict())
+    assert loaded.num_timesteps == model.num_timesteps == 100
+    assert loaded._n_updates == model._n_updates == 50
+    assert loaded.horizon == model.horizon == 4
+    assert loaded.batch_size == 16
+    assert loaded.observation_space == model.observation_space
+    assert loaded.action_space == model.action_space
+    # The optimiser states are restored too.
+    for name in ("actor_optimizer", "critic_optimizer", "model_optimizer"):
+        saved = getattr(model.updater, name).state_dict()["state"]
+        restored = getattr(loaded.updater, name).state_dict()["state"]
+        assert saved.keys() == restored.keys() and len(saved) > 0
+        for key in saved:
+            assert torch.equal(saved[key]["exp_avg"], restored[key]["exp_avg"])
+    # Running statistics live in the policy's state dict.
+    assert float(loaded.policy.return_rms.count) == float(model.policy.return_rms.count) > 1
+    # Saving the loaded agent again gives the same tensors.
+    loaded.save(tmp_path / "again")
+    again = PWM.load(tmp_path / "again.zip")
+    assert_same_predictions(model, again)
+
+
+def test_save_without_suffix_and_to_file_object(trained, tmp_path):
+    model, _ = trained
+    model.save(tmp_path / "agent")
+    assert (tmp_path / "agent.zip").exists()
+    assert_same_predictions(model, PWM.load(tmp_path / "agent"))
+    buffer = io.BytesIO()
+    model.save(buffer)
+    buffer.seek(0)
+    assert_same_predictions(model, PWM.load(buffer))
+
+
+def test_load_env_none_predicts_and_needs_env_to_learn(trained):
+    model, path = trained
+    loaded = PWM.load(path, env=None)
+    actions, _ = loaded.predict(OBS[0], deterministic=True)
+    assert actions.shape == (1,) and -2.0 <= actions[0] <= 2.0
+    with pytest.raises(ValueError, match="set_env"):
+        loaded.learn(10)
+    loaded.set_env(gym.make("Pendulum-v1"))
+    with pytest.warns(RuntimeWarning, match="holds no window"):
+        loaded.learn(60, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 160
+
+
+def test_continue_training_after_load(trained, tmp_path):
+    model, path = trained
+    loaded = PWM.load(path, env=gym.make("Pendulum-v1"))
+    n_updates = loaded._n_updates
+    # The buffer was not saved: until horizon steps are stored, updates are skipped with a warning.
+    with pytest.warns(RuntimeWarning, match="holds no window of 4 consecutive transitions"):
+        loaded.learn(60, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 160
+    assert loaded.replay_buffer.pos == 60
+    assert loaded._n_updates == n_updates + 60 - 3  # from the 4th stored step on
+    loaded.learn(20, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 180
+    assert loaded._n_updates == n_updates + 77
+    assert not state_dicts_equal(model.policy.actor.state_dict(), loaded.policy.actor.state_dict())
+
+
+def test_load_overrides_hyperparameters(trained):
+    _, path = trained
+    loaded = PWM.load(path, gamma=0.9, horizon=3)
+    assert loaded.gamma == 0.9
+    assert loaded.horizon == 3
+    assert loaded.update_config.horizon == 3
+
+
+def test_dict_observation_round_trip(tmp_path):
+    env = DictObsWrapper(gym.make("Pendulum-v1"))
+    model = PWM("MultiInputPolicy", env, seed=0, **tiny_kwargs(learning_starts=20))
+    model.learn(30)
+    model.save(tmp_path / "dict.zip")
+    loaded = PWM.load(tmp_path / "dict.zip")
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    # and with the env
+    loaded = PWM.load(tmp_path / "dict.zip", env=DictObsWrapper(gym.make("Pendulum-v1")))
+    with pytest.warns(RuntimeWarning, match="holds no window"):
+        loaded.learn(10, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 40
+
+
+def test_train_freq_tuple_round_trip(tmp_path):
+    model = PWM("MlpPolicy", "Pendulum-v1", seed=0, train_freq=(4, "step"), **tiny_kwargs())
+    model.save(tmp_path / "tf.zip")
+    loaded = PWM.load(tmp_path / "tf.zip")
+    assert loaded.train_freq.frequency == 4
+
+
+# --------------------------------------------------------------------------- bad files
+def test_load_with_env_of_other_spaces_raises(trained):
+    _, path = trained
+    with pytest.raises(ValueError, match="does not match the saved agent"):
+        PWM.load(path, env=gym.make("MountainCarContinuous-v0"))
+    with pytest.raises(ValueError, match="does not match the saved agent"):
+        PWM.load(path, env=ShiftedActionWrapper(gym.make("Pendulum-v1"), low=0.0, high=4.0))
+
+
+def test_random_bytes_raise(tmp_path):
+    path = tmp_path / "random.zip"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        PWM.load(path)
+    empty = tmp_path / "empty.zip"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        PWM.load(empty)
+
+
+def test_missing_file_raises_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        PWM.load(tmp_path / "nothing.zip")
+
+
+@pytest.mark.parametrize("fraction", [0.9, 0.5])
+def test_truncated_file_raises_value_error(trained, tmp_path, fraction):
+    _, path = trained
+    data = path.read_bytes()
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(ValueError) as info:
+        PWM.load(cut)
+    assert "cut.zip" in str(info.value)
+
+
+def test_truncated_file_message_says_truncated(trained, tmp_path):
+    _, path = trained
+    data = path.read_bytes()
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        PWM.load(cut)
+
+
+def test_sac_zip_raises(tmp_path):
+    sac = SAC("MlpPolicy", "Pendulum-v1", buffer_size=100, policy_kwargs=dict(net_arch=[8]))
+    sac.save(tmp_path / "sac.zip")
+    with pytest.raises(ValueError, match=f"no {CONFIG_ENTRY}"):
+        PWM.load(tmp_path / "sac.zip")
+
+
+def test_unsupported_format_version_raises(trained, tmp_path):
+    _, path = trained
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read(CONFIG_ENTRY))
+    config["format_version"] = 999
+    rewrite_entry(path, tmp_path / "future.zip", CONFIG_ENTRY, json.dumps(config).encode())
+    with pytest.raises(ValueError, match="upgrade pwm_agent"):
+        PWM.load(tmp_path / "future.zip")
+
+
+def test_tensors_not_matching_config_raise(trained, tmp_path):
+    _, path = trained
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read(CONFIG_ENTRY))
+    config["policy_kwargs"]["actor_arch"] = [8]
+    rewrite_entry(path, tmp_path / "mismatch.zip", CONFIG_ENTRY, json.dumps(config).encode())
+    with pytest.raises(ValueError, match="do not fit"):
+        PWM.load(tmp_path / "mismatch.zip")
+
+
+# --------------------------------------------------------------------------- no unpickling
+def test_load_never_unpickles_data_entry(trained, tmp_path):
+    _, path = trained
+    marker = tmp_path / "pwned_by_data"
+    payload = base64.b64encode(cloudpickle.dumps(_OpenMarker(marker))).decode()
+    evil_item = {":type:": "<class 'builtins.object'>", ":serialized:": payload}
+    with zipfile.ZipFile(path) as archive:
+        data = json.loads(archive.read("data"))
+    assert any(isinstance(v, dict) and ":serialized:" in v for v in data.values())
+    for key, value in data.items():
+        if isinstance(value, dict) and ":serialized:" in value:
+            data[key] = dict(evil_item)
+    data["evil"] = dict(evil_item)
+    evil_json = json.dumps(data)
+
+    # The payload is live: SB3's own deserialiser runs it.
+    proof = tmp_path / "proof"
+    proof_payload = base64.b64encode(cloudpickle.dumps(_OpenMarker(proof))).decode()
+    json_to_data(json.dumps({"evil": {**evil_item, ":serialized:": proof_payload}}))
+    assert proof.exists()
+
+    evil_zip = tmp_path / "evil.zip"
+    rewrite_entry(path, evil_zip, "data", evil_json.encode())
+    loaded = PWM.load(evil_zip)
+    assert not marker.exists()
+    assert loaded.predict(OBS, deterministic=True)[0].shape == (16, 1)
+    loaded = PWM.load(evil_zip, env=gym.make("Pendulum-v1"))
+    assert not marker.exists()
+
+
+def test_load_never_unpickles_tensor_entries(trained, tmp_path):
+    _, path = trained
+    marker = tmp_path / "pwned_by_pth"
+    blob = io.BytesIO()
+    torch.save({"policy": _OpenMarker(marker)}, blob)
+    rewrite_entry(path, tmp_path / "evil_pth.zip", "policy.pth", blob.getvalue())
+    with pytest.raises(Exception):  # noqa: B017 - any error, as long as nothing is unpickled
+        PWM.load(tmp_path / "evil_pth.zip")
+    assert not marker.exists()
+
+
+def test_tampered_tensor_entry_raises_value_error(trained, tmp_path):
+    _, path = trained
+    blob = io.BytesIO()
+    torch.save({"policy": _OpenMarker(tmp_path / "m")}, blob)
+    rewrite_entry(path, tmp_path / "evil_pth.zip", "policy.pth", blob.getvalue())
+    with pytest.raises(ValueError):
+        PWM.load(tmp_path / "evil_pth.zip")
+
+
+# --------------------------------------------------------------------------- atomic save
+def test_save_leaves_no_temporary_files(trained, tmp_path):
+    model, _ = trained
+    model.save(tmp_path / "a.zip")
+    model.save(tmp_path / "a.zip")  # overwrite
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip"]
+    with zipfile.ZipFile(tmp_path / "a.zip") as archive:
+        assert CONFIG_ENTRY in archive.namelist()
+        assert archive.testzip() is None
+
+
+def test_failed_save_keeps_old_file(trained, tmp_path, monkeypatch):
+    model, _ = trained
+    target = tmp_path / "agent.zip"
+    model.save(target)
+    before = target.read_bytes()
+
+    def crash_mid_write(save_path, *args, **kwargs):
+        with open(save_path, "wb") as handle:
+            handle.write(before[: len(before) // 3])
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(sb3_base_class, "save_to_zip_file", crash_mid_write)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(target)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.zip"]
+    monkeypatch.undo()
+    assert_same_predictions(model, PWM.load(target))
+
+
+# --------------------------------------------------------------------------- replay buffer
+def test_replay_buffer_round_trip(tmp_path):
+    model = PWM("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs())
+    model.learn(80)
+    model.save_replay_buffer(tmp_path / "buffer")
+    assert (tmp_path / "buffer.pkl").exists()
+    rb = model.replay_buffer
+
+    other = PWM("MlpPolicy", "Pendulum-v1", seed=1, **tiny_kwargs())
+    other.load_replay_buffer(tmp_path / "buffer.pkl")
+    loaded = other.replay_buffer
+    assert isinstance(loaded, SequenceReplayBuffer)
+    assert loaded.pos == rb.pos == 80 and loaded.full == rb.full
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts", "chain"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(rb, name), err_msg=name)
+    assert loaded.num_valid_windows(4) == rb.num_valid_windows(4) == 77
+    np.random.seed(0)
+    a = rb.sample_windows(8, 4)
+    np.random.seed(0)
+    b = loaded.sample_windows(8, 4)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    # Training on the loaded buffer starts at once: learning_starts is already passed.
+    other.num_timesteps = model.num_timesteps
+    other.learn(10, reset_num_timesteps=False)
+    assert other._n_updates == 10
+    assert other.replay_buffer.pos == 90
+    # The new learn() call did not stitch its first step onto the loaded data.
+    assert other.replay_buffer.chain[80, 0] == 0
+
+
+def test_checkpoint_callback_with_replay_buffer(tmp_path):
+    model = PWM("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs())
+    callback = CheckpointCallback(save_freq=40, save_path=str(tmp_path), name_prefix="pwm", save_replay_buffer=True)
+    model.learn(80, callback=callback)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "pwm_40_steps.zip",
+        "pwm_80_steps.zip",
+        "pwm_replay_buffer_40_steps.pkl",
+        "pwm_replay_buffer_80_steps.pkl",
+    ]
+    loaded = PWM.load(tmp_path / "pwm_80_steps.zip", env=gym.make("Pendulum-v1"))
+    # The callback runs after the env step, before that step's update.
+    assert loaded.num_timesteps == 80
+    assert loaded._n_updates == model._n_updates - 1 == 29
+    loaded.load_replay_buffer(tmp_path / "pwm_replay_buffer_80_steps.pkl")
+    # SB3 calls the callback before storing the step's transition (as for SAC).
+    assert loaded.replay_buffer.pos == 79
+    loaded.learn(20, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 100
+    assert loaded._n_updates == 29 + 20
