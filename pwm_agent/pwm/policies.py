@@ -12,10 +12,14 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
 from pwm_agent.common.running_stats import TorchRunningMeanStd
 from pwm_agent.envs.wrappers import flatten_observation
+from pwm_agent.pwm.fast_inference import NumpyActor, make_numpy_actor
 from pwm_agent.networks import Actor, CriticEnsemble
 from pwm_agent.world_model import WorldModel, make_config
 
 __all__ = ["PWMPolicy", "MlpPolicy", "MultiInputPolicy"]
+
+# Up to this many observations, CPU acting runs through NumPy (lower latency).
+NUMPY_MAX_BATCH = 16
 
 
 class PWMPolicy(BasePolicy):
@@ -73,6 +77,7 @@ class PWMPolicy(BasePolicy):
         # Training statistics, saved with the policy: replayed rewards and imagined returns.
         self.reward_rms = TorchRunningMeanStd()
         self.return_rms = TorchRunningMeanStd()
+        self._fast_actor: NumpyActor | None = None
         self._kwargs = dict(
             world_model=self.wm_config.to_dict(),
             actor_arch=list(actor_arch or [128, 128]),
@@ -92,6 +97,16 @@ class PWMPolicy(BasePolicy):
         data.update(self._kwargs)
         return data
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_fast_actor"] = None  # holds views of this object's parameter memory
+        return state
+
+    def _numpy_actor(self) -> NumpyActor | None:
+        if self._fast_actor is None or not self._fast_actor.is_current():
+            self._fast_actor = make_numpy_actor(self.world_model, self.actor)
+        return self._fast_actor
+
     def forward(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """Actions in ``[-1, 1]``: ``obs [B, O]`` -> ``[B, A]``."""
         return self._predict(obs, deterministic)
@@ -109,7 +124,9 @@ class PWMPolicy(BasePolicy):
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
         """Actions in the env's bounds for one observation ``[O]`` or a batch ``[N, O]``.
 
-        A lean path for low latency: one host-to-tensor copy, no autograd.
+        A lean path for low latency: on the CPU, small batches run through
+        :class:`~pwm_agent.pwm.fast_inference.NumpyActor` (same layers, NumPy
+        views of the live weights); otherwise one tensor copy and no autograd.
         """
         if isinstance(observation, dict):
             if self.dict_observation_space is None:
@@ -123,10 +140,14 @@ class PWMPolicy(BasePolicy):
         obs_dim = self.observation_space.shape[0]  # type: ignore[index]
         if obs.shape[-1:] != (obs_dim,) or obs.ndim > 2:
             raise ValueError(f"Expected an observation of shape ({obs_dim},) or (N, {obs_dim}), got {obs.shape}.")
-        if self.training:
-            self.set_training_mode(False)
-        with torch.inference_mode():
-            actions = self._predict(torch.from_numpy(obs).to(self.device), deterministic).cpu().numpy()
+        fast = self._numpy_actor() if obs.ndim == 1 or obs.shape[0] <= NUMPY_MAX_BATCH else None
+        if fast is not None:
+            actions = fast(obs, deterministic)
+        else:
+            if self.training:
+                self.set_training_mode(False)
+            with torch.inference_mode():
+                actions = self._predict(torch.from_numpy(obs).to(self.device), deterministic).cpu().numpy()
         actions = self.unscale_action(actions)  # type: ignore[assignment]
         return actions, state
 
