@@ -364,3 +364,29 @@ def test_checkpoint_callback_with_replay_buffer(tmp_path):
     loaded.learn(20, reset_num_timesteps=False)
     assert loaded.num_timesteps == 100
     assert loaded._n_updates == 29 + 20
+
+
+def test_learning_rate_schedules_round_trip(tmp_path):
+    from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule
+
+    for schedule, expected in ((LinearSchedule(1e-3, 1e-4, 0.5), 5.5e-4), (ConstantSchedule(3e-4), 3e-4)):
+        model = PWM("MlpPolicy", "Pendulum-v1", learning_rate=schedule, seed=0, **tiny_kwargs())
+        model.save(tmp_path / "sched.zip")
+        loaded = PWM.load(tmp_path / "sched.zip")
+        assert loaded.lr_schedule(0.75) == pytest.approx(expected)
+
+
+def test_other_callable_learning_rate_saves_its_start_value(tmp_path):
+    model = PWM("MlpPolicy", "Pendulum-v1", learning_rate=lambda p: 2e-4 * p, seed=0, **tiny_kwargs())
+    with pytest.warns(UserWarning, match="initial value"):
+        model.save(tmp_path / "fn.zip")
+    assert PWM.load(tmp_path / "fn.zip").lr_schedule(0.5) == pytest.approx(2e-4)
+
+
+def test_load_ignores_foreign_custom_objects_but_rejects_unknown_kwargs(trained, tmp_path):
+    _, path = trained
+    # rl-zoo3's `enjoy` passes these; SB3 ignores names its file does not use.
+    loaded = PWM.load(path, custom_objects={"lr_schedule": lambda _: 0.0, "clip_range": 0.2, "gamma": 0.9})
+    assert loaded.gamma == 0.9
+    with pytest.raises(TypeError, match="unknown argument"):
+        PWM.load(path, clip_range=0.2)

@@ -33,7 +33,9 @@ def td_lambda_targets(
     ``G_t = r_t + gamma c_t ((1 - lam) V(z_{t+1}) + lam G_{t+1})``, ``G_H = V(z_H)``;
     a terminated step (``c_t = 0``) bootstraps zero.
 
-    :param rewards: ``[H, B]``; :param continues: ``[H, B]``; :param values: ``[H + 1, B]``.
+    :param rewards: ``[H, B]`` imagined rewards.
+    :param continues: ``[H, B]`` continuation probabilities after each step.
+    :param values: ``[H + 1, B]`` values of ``z_0 .. z_H``.
     :return: ``[H, B]`` targets (no gradient).
     """
     horizon = rewards.shape[0]

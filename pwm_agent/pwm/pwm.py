@@ -336,6 +336,8 @@ class PWM(OffPolicyAlgorithm):
 
         Nothing in the file is unpickled: hyperparameters and spaces come from
         ``pwm_config.json`` and tensors from ``torch.load(..., weights_only=True)``.
-        ``custom_objects`` and ``kwargs`` override saved hyperparameters.
+        ``kwargs`` override saved constructor arguments (unknown names raise
+        ``TypeError``); ``custom_objects`` does too, for the names that are
+        constructor arguments, and its other entries are ignored (as in SB3).
         """
-        return serialization.safe_load(cls, path, env, device, {**(custom_objects or {}), **kwargs})
+        return serialization.safe_load(cls, path, env, device, custom_objects, kwargs)

@@ -8,11 +8,13 @@ tensors; ``data`` is kept for SB3 tooling but never read.
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
 import pathlib
 import pickle
+import warnings
 import zipfile
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -20,7 +22,13 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.type_aliases import GymEnv
-from stable_baselines3.common.utils import check_for_correct_spaces, get_device
+from stable_baselines3.common.utils import (
+    ConstantSchedule,
+    FloatSchedule,
+    LinearSchedule,
+    check_for_correct_spaces,
+    get_device,
+)
 
 if TYPE_CHECKING:
     from pwm_agent.pwm.pwm import PWM
@@ -69,6 +77,40 @@ def _policy_alias(model: PWM) -> str:
     )
 
 
+def schedule_to_json(value: Any) -> float | dict[str, Any]:
+    """A learning rate (float or SB3 schedule) as JSON.
+
+    SB3's constant and linear schedules round-trip exactly; any other callable
+    is stored as a constant at its value at the start of training, with a warning.
+    """
+    if isinstance(value, FloatSchedule):
+        return schedule_to_json(value.value_schedule)
+    if isinstance(value, ConstantSchedule):
+        return {"schedule": "constant", "value": float(value.val)}
+    if isinstance(value, LinearSchedule):
+        return {"schedule": "linear", "start": value.start, "end": value.end, "end_fraction": value.end_fraction}
+    if callable(value):
+        start = float(value(1.0))
+        warnings.warn(
+            f"The learning-rate schedule {value!r} is saved as its initial value {start}: only floats and "
+            "SB3's ConstantSchedule/LinearSchedule are stored exactly (files never hold code).",
+            stacklevel=4,
+        )
+        return {"schedule": "constant", "value": start}
+    return float(value)
+
+
+def schedule_from_json(value: float | dict[str, Any]) -> float | LinearSchedule | ConstantSchedule:
+    """Inverse of :func:`schedule_to_json`."""
+    if not isinstance(value, dict):
+        return float(value)
+    if value.get("schedule") == "linear":
+        return LinearSchedule(value["start"], value["end"], value["end_fraction"])
+    if value.get("schedule") == "constant":
+        return ConstantSchedule(value["value"])
+    raise ValueError(f"Unknown learning-rate schedule {value!r} in the PWM save.")
+
+
 def _json_ready(name: str, value: Any) -> Any:
     try:
         json.dumps(value)
@@ -85,7 +127,9 @@ def make_config(model: PWM) -> dict[str, Any]:
     """The ``pwm_config.json`` content of ``model``."""
     from pwm_agent import __version__
 
-    hyper = {k: _json_ready(k, v) for k, v in model._init_kwargs.items()}
+    hyper = dict(model._init_kwargs)
+    hyper["learning_rate"] = schedule_to_json(hyper["learning_rate"])
+    hyper = {k: _json_ready(k, v) for k, v in hyper.items()}
     return {
         "format": "pwm_agent",
         "format_version": FORMAT_VERSION,
@@ -163,11 +207,34 @@ def read_archive(path: Any, device: torch.device | str) -> tuple[dict[str, Any],
     return config, params
 
 
-def safe_load(cls: type[PWM], path: Any, env: GymEnv | None, device: Any, overrides: dict[str, Any]) -> PWM:
+def _constructor_overrides(
+    cls: type[PWM], custom_objects: dict[str, Any] | None, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """``kwargs`` must be constructor arguments; ``custom_objects`` keys that are not
+    are ignored, as SB3 ignores entries its file does not hold (rl-zoo3 passes some)."""
+    names = set(inspect.signature(cls.__init__).parameters) - {"self", "policy", "env", "device", "_init_setup_model"}
+    unknown = sorted(set(kwargs) - names)
+    if unknown:
+        raise TypeError(f"PWM.load got unknown argument(s) {unknown}; valid overrides: {sorted(names)}.")
+    kept = {k: v for k, v in (custom_objects or {}).items() if k in names}
+    return {**kept, **kwargs}
+
+
+def safe_load(
+    cls: type[PWM],
+    path: Any,
+    env: GymEnv | None,
+    device: Any,
+    custom_objects: dict[str, Any] | None,
+    kwargs: dict[str, Any],
+) -> PWM:
     """Rebuild an agent from :func:`read_archive` output (see :meth:`PWM.load`)."""
+    overrides = _constructor_overrides(cls, custom_objects, kwargs)
     device = get_device(device)
     config, params = read_archive(path, device)
     hyper = {**config["hyperparameters"], **overrides}
+    if "learning_rate" not in overrides:
+        hyper["learning_rate"] = schedule_from_json(hyper["learning_rate"])
     if isinstance(hyper.get("train_freq"), list):  # JSON has no tuples
         hyper["train_freq"] = tuple(hyper["train_freq"])
     policy_kwargs = hyper.pop("policy_kwargs", config["policy_kwargs"])

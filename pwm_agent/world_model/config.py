@@ -82,6 +82,8 @@ PRESETS: dict[str, WorldModelConfig] = {
     "tdmpc2-48M": _tdmpc2(1792, 1792, 768, 4),
     "tdmpc2-317M": _tdmpc2(4096, 4096, 1376, 5),
 }
+"""Named world-model shapes: ``small`` (CPU default), ``pwm`` (the authors'
+single-task model) and TD-MPC2's model sizes ``tdmpc2-1M`` ... ``tdmpc2-317M``."""
 
 
 def make_config(preset: str | WorldModelConfig | dict[str, Any] = "small", **overrides: Any) -> WorldModelConfig:
