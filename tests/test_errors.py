@@ -148,9 +148,11 @@ def test_predict_errors():
 
 
 def test_unsaveable_settings_name_the_fix(tmp_path):
-    model = PWM("MlpPolicy", "Pendulum-v1", learning_rate=lambda progress: 1e-3 * progress, **tiny_kwargs())
-    with pytest.raises(ValueError, match="learning_rate_final for linear decay"):
-        model.save(tmp_path / "schedule.zip")
+    # Constructor arguments must be plain JSON values (numpy scalars are not).
+    model = PWM("MlpPolicy", "Pendulum-v1", replay_buffer_kwargs={"handle_timeout_termination": np.True_},
+                **tiny_kwargs())
+    with pytest.raises(ValueError, match="not JSON-serialisable"):
+        model.save(tmp_path / "numpy_value.zip")
     assert list(tmp_path.iterdir()) == []
 
     class MyPolicy(PWMPolicy):
