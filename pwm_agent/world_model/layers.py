@@ -25,17 +25,18 @@ class _MishFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        e = torch.exp(x.clamp(max=20.0))
-        n = e * (e + 2.0)
-        t = n / (n + 2.0)
+        e = x.clamp(max=20.0).exp_()
+        t = (e + 2.0).mul_(e)  # n
+        t = t.div_(t + 2.0)  # tanh(softplus(x)) = n / (n + 2)
         ctx.save_for_backward(x, e, t)
         return x * t
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         x, e, t = ctx.saved_tensors
-        sigmoid = e / (1.0 + e)
-        return grad * (t + x * sigmoid * (1.0 - t * t))
+        sigmoid = e.div(e + 1.0)
+        # d/dx mish = t + x * sigmoid(x) * (1 - t^2), built in place on one buffer.
+        return t.square().neg_().add_(1.0).mul_(sigmoid).mul_(x).add_(t).mul_(grad)
 
 
 class Mish(nn.Module):
