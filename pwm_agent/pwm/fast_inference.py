@@ -38,8 +38,12 @@ def _silu(x: Array) -> Array:
 
 def _layer_norm(weight: Array, bias: Array, eps: float) -> Step:
     def step(x: Array) -> Array:
-        centred = x - x.mean(-1, keepdims=True)
-        return centred / np.sqrt((centred * centred).mean(-1, keepdims=True) + eps) * weight + bias
+        n = x.shape[-1]
+        centred = x - np.add.reduce(x, -1, keepdims=True) / n
+        var = np.add.reduce(centred * centred, -1, keepdims=True) / n
+        centred *= weight / np.sqrt(var + eps)
+        centred += bias
+        return centred
 
     return step
 
