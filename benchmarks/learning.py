@@ -43,8 +43,14 @@ def evaluate(model: Any, env_id: str, episodes: int, seed: int = 10_000) -> floa
     return float(np.mean(returns))
 
 
-def run(algo: str, env_id: str, seed: int, steps: int, eval_every: int, episodes: int, kwargs: dict) -> dict:
-    """Train one agent; return its evaluation curve (env steps, seconds, return)."""
+def run(
+    algo: str, env_id: str, seed: int, steps: int, eval_every: int, episodes: int, kwargs: dict, log: str
+) -> dict:
+    """Train one agent; return its evaluation curve (env steps, seconds, return).
+
+    Each point is also appended to the JSON-lines file ``log`` as soon as it is
+    measured, so a long run that is cut short still leaves its curve.
+    """
     import torch
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
@@ -65,6 +71,8 @@ def run(algo: str, env_id: str, seed: int, steps: int, eval_every: int, episodes
                 now = time.perf_counter()
                 score = evaluate(self.model, env_id, episodes)
                 self.points.append((self.num_timesteps, now - self._start - self.eval_seconds, score))
+                with open(log, "a") as handle:
+                    handle.write(json.dumps({"algo": algo, "seed": seed, "point": self.points[-1]}) + "\n")
                 self.eval_seconds += time.perf_counter() - now
             return True
 
@@ -130,8 +138,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     out = args.out or Path("outputs/benchmarks") / f"learning-{args.env}"
+    out.mkdir(parents=True, exist_ok=True)
+    log = str(out / "points.jsonl")
     jobs = [
-        (algo, args.env, seed, args.steps, args.eval_every, args.episodes, args.pwm_kwargs if algo == "pwm" else {})
+        (algo, args.env, seed, args.steps, args.eval_every, args.episodes, args.pwm_kwargs if algo == "pwm" else {}, log)
         for seed in args.seeds
         for algo in args.algos
     ]
