@@ -357,13 +357,19 @@ def test_gymnasium_vec_env_attributes_and_seeding():
     venv = GymnasiumVecEnv(make_counter_vector(SyncVectorEnv, AutoresetMode.NEXT_STEP))
     assert venv.get_attr("length") == [3, 4]
     assert venv.get_attr("length", indices=[1]) == [4]
-    venv.set_attr("length", 6, indices=0)
-    assert venv.get_attr("length") == [6, 4]
+    venv.set_attr("length", 6)
+    assert venv.get_attr("length") == [6, 6]
+    # gymnasium.vector cannot address single sub-envs: refused, not silently applied to all.
+    with pytest.raises(NotImplementedError, match="subset"):
+        venv.set_attr("length", 5, indices=0)
+    with pytest.raises(NotImplementedError, match="subset"):
+        venv.env_method("_obs", indices=[1])
+    assert venv.get_attr("length") == [6, 6]
     assert venv.env_method("_obs") is not None
     venv.seed(7)
     obs = venv.reset()
     np.testing.assert_array_equal(obs[:, 2], [0, 0])
-    np.testing.assert_array_equal(venv.env_method("_obs", indices=[1])[0], obs[1])
+    np.testing.assert_array_equal(venv.env_method("_obs")[1], obs[1])
     assert venv.env_is_wrapped(gym.Wrapper) == [False, False]
     venv.close()
     with pytest.raises(TypeError, match="VectorEnv"):

@@ -40,7 +40,10 @@ class SequenceReplayBuffer(ReplayBuffer):
     ``learn()`` call) nor the write head; only its last transition may end the
     episode. Observations come from ``observations[s]`` followed by
     ``next_observations[s .. s + H - 1]``, so a terminal observation is the real
-    one, not the next episode's reset observation.
+    one, not the next episode's reset observation. A consequence: the last
+    ``H - 1`` steps of an episode appear in fewer windows than the others, and
+    episodes shorter than ``H`` in none (use a short ``horizon`` on tasks with
+    very short episodes).
 
     Storage: ``chain[i, e]`` is the number of transitions of the same episode
     stored right before slot ``i`` (``-1`` for an empty or invalid slot), so a
@@ -167,5 +170,12 @@ class SequenceReplayBuffer(ReplayBuffer):
         )
 
     def to_torch(self, array: np.ndarray, copy: bool = True) -> torch.Tensor:
-        """Float32 tensor on the buffer's device."""
-        return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device)
+        """Float32 tensor on the buffer's device.
+
+        For a CUDA device the host copy is pinned and sent asynchronously, so
+        sampling never waits for the GPU to finish queued work.
+        """
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)

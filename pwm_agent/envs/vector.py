@@ -50,7 +50,7 @@ class GymnasiumVecEnv(VecEnv):
         if not isinstance(env, VectorEnv):
             raise TypeError(f"Expected a gymnasium.vector.VectorEnv, got {type(env).__name__}.")
         self.venv = env
-        self.autoreset_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        self.autoreset_mode = AutoresetMode(env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP))
         if (
             isinstance(env, AsyncVectorEnv)
             and not env.shared_memory
@@ -107,17 +107,22 @@ class GymnasiumVecEnv(VecEnv):
         values = self.venv.get_attr(attr_name)
         return [values[i] for i in self._indices(indices)]
 
+    def _all_indices(self, indices: VecEnvIndices, what: str) -> None:
+        if self._indices(indices) != list(range(self.num_envs)):
+            raise NotImplementedError(
+                f"{what} on a subset of sub-envs is not possible through the gymnasium.vector API; "
+                "call it on all envs (indices=None) or use an SB3 VecEnv."
+            )
+
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        current = list(self.venv.get_attr(attr_name))
-        for i in self._indices(indices):
-            current[i] = value
-        self.venv.set_attr(attr_name, current)
+        self._all_indices(indices, "set_attr")
+        self.venv.set_attr(attr_name, value)
 
     def env_method(
         self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
     ) -> list[Any]:
-        results = self.venv.call(method_name, *method_args, **method_kwargs)
-        return [results[i] for i in self._indices(indices)]
+        self._all_indices(indices, "env_method")
+        return list(self.venv.call(method_name, *method_args, **method_kwargs))
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         # Sub-envs of a gymnasium vector env are not reachable in general.

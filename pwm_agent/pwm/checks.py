@@ -19,18 +19,28 @@ __all__ = [
     "check_hyperparameters",
     "check_learning_starts",
     "finite_transitions",
+    "zero_non_finite",
     "wrap_env",
 ]
 
 
 def check_hyperparameters(
-    horizon: int, batch_size: int, critic_minibatches: int, nan_policy: str, buffer_class: type | None
+    horizon: int,
+    batch_size: int,
+    model_iterations: int,
+    critic_iterations: int,
+    critic_minibatches: int,
+    nan_policy: str,
+    buffer_class: type | None,
 ) -> None:
     """Reject settings that cannot work before any env is built."""
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}.")
     if nan_policy not in ("raise", "skip"):
         raise ValueError(f"nan_policy must be 'raise' or 'skip', got {nan_policy!r}.")
+    for name, value in (("model_iterations", model_iterations), ("critic_iterations", critic_iterations)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0 (0 freezes that part), got {value}.")
     if critic_minibatches < 1 or batch_size * horizon < critic_minibatches:
         raise ValueError(
             f"critic_minibatches={critic_minibatches} must be between 1 and batch_size * horizon "
@@ -122,6 +132,11 @@ def _has_vec_normalize(env: VecEnv) -> bool:
             return True
         env = getattr(env, "venv", None)  # type: ignore[assignment]
     return False
+
+
+def zero_non_finite(array: np.ndarray) -> np.ndarray:
+    """A copy of ``array`` with NaN and +-inf replaced by 0."""
+    return np.nan_to_num(np.asarray(array), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def finite_transitions(obs: np.ndarray, next_obs: np.ndarray, rewards: np.ndarray) -> np.ndarray:

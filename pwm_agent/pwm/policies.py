@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -9,8 +10,10 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from stable_baselines3.common.utils import get_device
 
 from pwm_agent.common.running_stats import TorchRunningMeanStd
+from pwm_agent.common.spaces_json import space_from_dict, space_to_dict
 from pwm_agent.envs.wrappers import flatten_observation
 from pwm_agent.pwm.fast_inference import NumpyActor, make_numpy_actor
 from pwm_agent.networks import Actor, CriticEnsemble
@@ -93,9 +96,40 @@ class PWMPolicy(BasePolicy):
         return dict(self._kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(self._kwargs)
-        return data
+        return dict(
+            observation_space=self.observation_space,
+            action_space=self.action_space,
+            dict_observation_space=self.dict_observation_space,
+            **self._kwargs,
+        )
+
+    def save(self, path: str) -> None:
+        """Save the networks alone: weights plus a JSON description (no pickled objects)."""
+        config = {
+            "observation_space": space_to_dict(self.observation_space),
+            "action_space": space_to_dict(self.action_space),
+            "dict_observation_space": (
+                space_to_dict(self.dict_observation_space) if self.dict_observation_space is not None else None
+            ),
+            "kwargs": self._kwargs,
+        }
+        torch.save({"state_dict": self.state_dict(), "config": json.dumps(config)}, path)
+
+    @classmethod
+    def load(cls, path: str, device: torch.device | str = "auto") -> "PWMPolicy":  # type: ignore[override]
+        """Load a policy written by :meth:`save`; only tensors and JSON are read."""
+        device = get_device(device)
+        data = torch.load(path, map_location=device, weights_only=True)
+        config = json.loads(data["config"])
+        dict_space = config["dict_observation_space"]
+        policy = cls(
+            space_from_dict(config["observation_space"]),
+            space_from_dict(config["action_space"]),  # type: ignore[arg-type]
+            dict_observation_space=space_from_dict(dict_space) if dict_space else None,  # type: ignore[arg-type]
+            **config["kwargs"],
+        )
+        policy.load_state_dict(data["state_dict"])
+        return policy.to(device)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()

@@ -13,7 +13,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutReturn, Schedule
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -43,7 +43,8 @@ class PWM(OffPolicyAlgorithm):
         ``gymnasium.vector.VectorEnv``; ``None`` to load a model for prediction only.
     :param learning_rate: actor and critic learning rate, or an SB3 schedule.
     :param learning_rate_final: when ``learning_rate`` is a float, decay it linearly
-        to this value over each ``learn()`` call (``None``: constant).
+        to this value over training (SB3's progress: over each ``learn()`` call, or over
+        the whole run with ``reset_num_timesteps=False``); ``None``: constant.
     :param model_learning_rate: world-model learning rate.
     :param buffer_size: replay capacity in transitions (over all envs).
     :param learning_starts: env steps of random actions before training; at least
@@ -55,8 +56,8 @@ class PWM(OffPolicyAlgorithm):
     :param gae_lambda: TD(lambda) parameter of the critic targets.
     :param train_freq: update the agent every ``train_freq`` steps (SB3 semantics).
     :param gradient_steps: updates per training round (``-1``: as many as env steps).
-    :param model_iterations: world-model gradient steps per update.
-    :param critic_iterations: passes over the imagined data per update.
+    :param model_iterations: world-model gradient steps per update (0: frozen world model).
+    :param critic_iterations: passes over the imagined data per update (0: frozen critics).
     :param critic_minibatches: minibatches per pass (each ``batch_size * horizon / n``).
     :param consistency_coef: weight of the latent consistency loss.
     :param reward_coef: weight of the reward loss.
@@ -71,7 +72,8 @@ class PWM(OffPolicyAlgorithm):
         after ``symexp`` (``False``: in symlog space, as the authors' code).
     :param nan_policy: ``"raise"`` on a non-finite observation or reward, or
         ``"skip"``: the transition is stored as invalid (never trained on), counted
-        in ``train/skipped_transitions`` and the observation is zeroed for acting.
+        in ``train/skipped_transitions`` and non-finite entries of the observation
+        are replaced by zeros for acting.
     :param use_bf16: run the forward passes of training under bf16 autocast.
     :param log_every: updates between two records of the training metrics
         (reading losses back from a GPU costs a host sync).
@@ -132,7 +134,9 @@ class PWM(OffPolicyAlgorithm):
         device: torch.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        checks.check_hyperparameters(horizon, batch_size, critic_minibatches, nan_policy, replay_buffer_class)
+        checks.check_hyperparameters(
+            horizon, batch_size, model_iterations, critic_iterations, critic_minibatches, nan_policy, replay_buffer_class
+        )
         # Constructor arguments, saved as plain JSON for pickle-free loading.
         self._init_kwargs = {k: v for k, v in locals().items() if k not in _NOT_SAVED_ARGS}
         if replay_buffer_class is SequenceReplayBuffer:
@@ -241,7 +245,8 @@ class PWM(OffPolicyAlgorithm):
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         if env_will_reset:
             self.replay_buffer.mark_episode_boundary()
-            self._raw_last_obs = None
+            self._raw_last_obs = np.array(self._last_obs, copy=True)
+            self._last_obs = self._finite_for_acting(self._last_obs)  # type: ignore[arg-type]
         return result
 
     def train(self, gradient_steps: int, batch_size: int) -> None:
@@ -259,6 +264,14 @@ class PWM(OffPolicyAlgorithm):
             self._n_updates += 1
             if self._n_updates % self.log_every == 1 or self.log_every == 1:
                 self._record_metrics()
+
+    def collect_rollouts(self, env: VecEnv, callback: BaseCallback, *args: Any, **kwargs: Any) -> RolloutReturn:
+        """SB3's rollout loop; when a callback stops training mid-step, that env step is
+        never stored, so the next ``learn()`` must reset the env (and the episode chain)."""
+        rollout = super().collect_rollouts(env, callback, *args, **kwargs)
+        if not rollout.continue_training:
+            self._last_obs = None
+        return rollout
 
     def _record_metrics(self) -> None:
         for key, value in self.updater.pop_metrics().items():
@@ -291,10 +304,9 @@ class PWM(OffPolicyAlgorithm):
         obs = np.asarray(self._last_original_obs, dtype=np.float32)
         valid = checks.finite_transitions(obs, next_obs, reward_)
         if not valid.all():
-            self._handle_non_finite(valid, obs, next_obs)
-            obs, next_obs = np.nan_to_num(obs), np.nan_to_num(next_obs)
-            reward_ = np.nan_to_num(reward_)
-            new_obs = np.nan_to_num(new_obs)  # type: ignore[arg-type]
+            self._handle_non_finite(valid)
+            obs, next_obs, reward_ = checks.zero_non_finite(obs), checks.zero_non_finite(next_obs), checks.zero_non_finite(reward_)
+        new_obs = self._finite_for_acting(new_obs)  # type: ignore[arg-type]
         assert isinstance(replay_buffer, SequenceReplayBuffer)
         replay_buffer.add(obs, next_obs, buffer_action, reward_, dones, infos, valid=valid)
         self._raw_last_obs = None if vec_norm is not None else np.array(new_obs_, copy=True)
@@ -302,7 +314,20 @@ class PWM(OffPolicyAlgorithm):
         if vec_norm is not None:
             self._last_original_obs = new_obs_
 
-    def _handle_non_finite(self, valid: np.ndarray, obs: np.ndarray, next_obs: np.ndarray) -> None:
+    def _finite_for_acting(self, obs: np.ndarray) -> np.ndarray:
+        """``obs`` with non-finite entries zeroed (``nan_policy="skip"``), or an error.
+
+        The raw observation is still what gets stored: the transition that starts
+        from it is then invalid and counted in ``skipped_transitions``.
+        """
+        finite = np.isfinite(obs).all(axis=-1)
+        if finite.all():
+            return obs
+        if self.nan_policy == "raise":
+            self._handle_non_finite(finite)
+        return checks.zero_non_finite(obs)
+
+    def _handle_non_finite(self, valid: np.ndarray) -> None:
         bad = np.flatnonzero(~valid).tolist()
         if self.nan_policy == "raise":
             raise ValueError(

@@ -18,9 +18,7 @@ import warnings
 import zipfile
 from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
 import torch
-from gymnasium import spaces
 from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.common.utils import (
     ConstantSchedule,
@@ -30,6 +28,8 @@ from stable_baselines3.common.utils import (
     get_device,
 )
 
+from pwm_agent.common.spaces_json import space_from_dict, space_to_dict
+
 if TYPE_CHECKING:
     from pwm_agent.pwm.pwm import PWM
 
@@ -38,33 +38,6 @@ __all__ = ["CONFIG_ENTRY", "atomic_save", "read_archive", "safe_load", "space_fr
 CONFIG_ENTRY = "pwm_config.json"
 FORMAT_VERSION = 1
 STATE_KEYS = ("num_timesteps", "_total_timesteps", "_n_updates", "_episode_num", "skipped_transitions")
-
-
-def space_to_dict(space: spaces.Space) -> dict[str, Any]:
-    """JSON description of a ``Box`` or ``Dict`` (of ``Box``) space."""
-    if isinstance(space, spaces.Box):
-        return {
-            "type": "Box",
-            "low": space.low.tolist(),
-            "high": space.high.tolist(),
-            "shape": list(space.shape),
-            "dtype": str(space.dtype),
-        }
-    if isinstance(space, spaces.Dict):
-        return {"type": "Dict", "spaces": [[key, space_to_dict(sub)] for key, sub in space.spaces.items()]}
-    raise ValueError(f"Cannot describe space {space} in a PWM save (only Box and Dict of Box).")
-
-
-def space_from_dict(data: dict[str, Any]) -> spaces.Space:
-    """Inverse of :func:`space_to_dict`."""
-    if data["type"] == "Box":
-        dtype = np.dtype(data["dtype"])
-        low = np.asarray(data["low"], dtype=dtype).reshape(data["shape"])
-        high = np.asarray(data["high"], dtype=dtype).reshape(data["shape"])
-        return spaces.Box(low, high, dtype=dtype)  # type: ignore[arg-type]
-    if data["type"] == "Dict":
-        return spaces.Dict({key: space_from_dict(sub) for key, sub in data["spaces"]})
-    raise ValueError(f"Unknown space type {data['type']!r} in the PWM save.")
 
 
 def _policy_alias(model: PWM) -> str:
@@ -255,8 +228,8 @@ def safe_load(
         model.n_envs = int(config["n_envs"])
         dict_space = config["dict_observation_space"]
         model._dict_observation_space = space_from_dict(dict_space) if dict_space else None  # type: ignore[assignment]
-    for key, value in config["state"].items():
-        setattr(model, key, value)
+    for key in STATE_KEYS:
+        setattr(model, key, int(config["state"].get(key, 0)))
     model._setup_model()
     try:
         model.set_parameters(params, exact_match=True, device=device)

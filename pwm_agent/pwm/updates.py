@@ -16,6 +16,7 @@ from pwm_agent.world_model import WorldModelLossWeights, world_model_loss
 __all__ = ["UpdateConfig", "Updater"]
 
 ADAM_BETAS = (0.7, 0.95)
+REWARD_CLIP = 10.0
 
 
 def _adam(params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
@@ -67,24 +68,32 @@ class Updater:
     def update(self, batch: WindowBatch, sample_batch: Callable[[], WindowBatch]) -> None:
         """World-model step(s) on ``batch`` (more batches from ``sample_batch``),
         then an actor step from ``batch.observations[0]``, then critic steps."""
-        metrics = self.train_world_model(batch)
-        for _ in range(self.config.model_iterations - 1):
-            metrics = self.train_world_model(sample_batch())
+        metrics: dict[str, torch.Tensor] = {}
+        for i in range(self.config.model_iterations):
+            metrics = self.train_world_model(batch if i == 0 else sample_batch())
         imagination, actor_metrics = self.train_actor(batch.observations[0])
         metrics.update(actor_metrics)
-        metrics.update(self.train_critic(imagination))
+        if self.config.critic_iterations > 0:
+            metrics.update(self.train_critic(imagination))
         for key, value in metrics.items():
             self._sums[key] = self._sums.get(key, 0.0) + value.detach().float()
         self._count += 1
 
     def reward_targets(self, rewards: torch.Tensor) -> torch.Tensor:
-        """Scale ``rewards [H, B]`` by a running std (scalar reward heads only; no shift)."""
+        """Scale ``rewards [H, B]`` for a scalar reward head (no shift).
+
+        The divisor is the running std of replayed rewards, floored at a tenth of
+        their mean magnitude (constant rewards would make the std vanish), and the
+        scaled targets are clipped to ``[-10, 10]``.
+        """
         world_model = self.policy.world_model
         if world_model.config.reward_head != "scalar":
             return rewards
-        self.policy.reward_rms.update(rewards)
-        world_model.reward_scale.copy_(1.0 / self.policy.reward_rms.std(1e-8))
-        return rewards * world_model.reward_scale
+        stats = self.policy.reward_rms
+        stats.update(rewards)
+        divisor = torch.maximum(stats.std(0.0), 0.1 * stats.mean.abs()).clamp(min=1e-6)
+        world_model.reward_scale.copy_(1.0 / divisor)
+        return (rewards * world_model.reward_scale).clamp(-REWARD_CLIP, REWARD_CLIP)
 
     def train_world_model(self, batch: WindowBatch) -> dict[str, torch.Tensor]:
         """One world-model gradient step on windows ``[H + 1, B, ...]``."""
@@ -112,7 +121,10 @@ class Updater:
         with self._autocast():
             imagination = imagine(policy.world_model, policy.actor, z0, cfg.horizon, None, cfg.symexp_rewards)
             bootstrap = policy.critic.min_value(imagination.latents[-1])
-            returns = discounted_return(imagination.rewards, imagination.continues, bootstrap, cfg.gamma).float()
+        # Sums and discounts in float32 (under bf16 autocast the heads return bf16).
+        returns = discounted_return(
+            imagination.rewards.float(), imagination.continues.float(), bootstrap.float(), cfg.gamma
+        )
         scale = policy.return_rms.std() if cfg.normalize_returns else torch.tensor(float(cfg.horizon))
         loss = -(returns / scale).mean()
         params = list(policy.actor.parameters())

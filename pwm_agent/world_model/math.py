@@ -47,6 +47,8 @@ def two_hot_inv(
     With ``apply_symexp=False`` this returns the expectation in symlog space
     (the authors' ``almost_two_hot_inv``, used for policy extraction).
     """
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()  # bins and their expectation in float32 under autocast
     bins = _bins(logits.shape[-1], vmin, vmax, logits)
     value = (F.softmax(logits, dim=-1) * bins).sum(-1)
     return symexp(value) if apply_symexp else value

@@ -54,6 +54,9 @@ class WorldModel(nn.Module):
         self.register_buffer("reward_scale", torch.ones(()))
         self.apply(trunc_normal_init)
         zero_last_layer(self.reward_net)
+        if self.termination_net is not None:
+            # Start by predicting "continue" (P(terminated) ~ 0.7%), not a coin flip.
+            nn.init.constant_(self.termination_net[-1].bias, -5.0)
 
     def _build_masks(self, action_dims: Sequence[int] | None) -> torch.Tensor:
         n = max(self.config.num_tasks, 1)
