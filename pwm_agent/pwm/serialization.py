@@ -53,7 +53,8 @@ def _policy_alias(model: PWM) -> str:
 def schedule_to_json(value: Any) -> float | dict[str, Any]:
     """A learning rate (float or SB3 schedule) as JSON.
 
-    SB3's constant and linear schedules round-trip exactly; any other callable
+    SB3's constant and linear schedules (and rl-zoo3's ``lin_`` schedule)
+    round-trip exactly; any other callable
     is stored as a constant at its value at the start of training, with a warning.
     """
     if isinstance(value, FloatSchedule):
@@ -62,6 +63,9 @@ def schedule_to_json(value: Any) -> float | dict[str, Any]:
         return {"schedule": "constant", "value": float(value.val)}
     if isinstance(value, LinearSchedule):
         return {"schedule": "linear", "start": value.start, "end": value.end, "end_fraction": value.end_fraction}
+    if type(value).__name__ == "SimpleLinearSchedule" and hasattr(value, "initial_value"):
+        # rl-zoo3's ``lin_<value>``: linear from the value to 0 over training.
+        return {"schedule": "linear", "start": float(value.initial_value), "end": 0.0, "end_fraction": 1.0}
     if callable(value):
         start = float(value(1.0))
         warnings.warn(
