@@ -390,3 +390,16 @@ def test_load_ignores_foreign_custom_objects_but_rejects_unknown_kwargs(trained,
     assert loaded.gamma == 0.9
     with pytest.raises(TypeError, match="unknown argument"):
         PWM.load(path, clip_range=0.2)
+
+
+def test_rl_zoo3_style_linear_schedule_is_saved_exactly(tmp_path):
+    class SimpleLinearSchedule:  # the shape of rl-zoo3's ``lin_<value>`` schedule
+        def __init__(self, initial_value: float) -> None:
+            self.initial_value = initial_value
+
+        def __call__(self, progress_remaining: float) -> float:
+            return progress_remaining * self.initial_value
+
+    model = PWM("MlpPolicy", "Pendulum-v1", learning_rate=SimpleLinearSchedule(4e-4), **tiny_kwargs())
+    model.save(tmp_path / "zoo.zip")
+    assert PWM.load(tmp_path / "zoo.zip").lr_schedule(0.25) == pytest.approx(1e-4)
