@@ -10,10 +10,15 @@ for line in (HERE / "pwm_agent" / "__init__.py").read_text().splitlines():
     if line.startswith("__version__"):
         version["v"] = line.split("=")[1].strip().strip('"')
 
+# dm_control 1.0.50 fails on mujoco 4 (it needs the 3.17 series); gymnasium's MuJoCo
+# tasks run on 3.17 as well, so the extras that include dm_control pin mujoco < 4.
+DMC = ["dm-control>=1.0.20", "shimmy[dm-control]>=2.0", "mujoco>=3.17,<4"]
+
 extras = {
-    "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100", "tensorboard>=2.14", "gymnasium[mujoco]>=1.0"],
+    "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100", "tensorboard>=2.14", "gymnasium[mujoco]>=1.0", *DMC],
     "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
     "mujoco": ["gymnasium[mujoco]>=1.0"],
+    "dmc": ["gymnasium[mujoco]>=1.0", *DMC],
     "benchmarks": ["matplotlib>=3.7", "gymnasium[mujoco]>=1.0"],
     "extra": ["tensorboard>=2.14", "matplotlib>=3.7"],
 }
