@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import fields
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -163,24 +164,7 @@ class PWM(OffPolicyAlgorithm):
             sde_support=False,
         )
         self.learning_rate_final = learning_rate_final
-        self.update_config = UpdateConfig(
-            horizon=horizon,
-            gamma=gamma,
-            gae_lambda=gae_lambda,
-            model_iterations=model_iterations,
-            critic_iterations=critic_iterations,
-            critic_minibatches=critic_minibatches,
-            consistency_coef=consistency_coef,
-            reward_coef=reward_coef,
-            termination_coef=termination_coef,
-            rho=rho,
-            actor_max_grad_norm=actor_max_grad_norm,
-            critic_max_grad_norm=critic_max_grad_norm,
-            model_max_grad_norm=model_max_grad_norm,
-            normalize_returns=normalize_returns,
-            symexp_rewards=symexp_rewards,
-            use_bf16=use_bf16,
-        )
+        self.update_config = UpdateConfig(**{f.name: self._init_kwargs[f.name] for f in fields(UpdateConfig)})
         self.model_learning_rate = model_learning_rate
         self.horizon = horizon
         self.nan_policy = nan_policy
