@@ -345,6 +345,9 @@ class PWM(OffPolicyAlgorithm):
 
         Nothing in the file is unpickled: hyperparameters and spaces come from
         ``pwm_config.json`` and tensors from ``torch.load(..., weights_only=True)``.
+        The env's last observation is not part of the file, so the first
+        ``learn()`` after loading always resets the env (as SB3's
+        ``force_reset=True``; the argument is accepted for compatibility).
         ``kwargs`` override saved constructor arguments (unknown names raise
         ``TypeError``); ``custom_objects`` does too, for the names that are
         constructor arguments, and its other entries are ignored (as in SB3).
