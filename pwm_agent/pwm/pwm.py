@@ -75,7 +75,9 @@ class PWM(OffPolicyAlgorithm):
         ``"skip"``: the transition is stored as invalid (never trained on), counted
         in ``train/skipped_transitions`` and non-finite entries of the observation
         are replaced by zeros for acting.
-    :param use_bf16: run the forward passes of training under bf16 autocast.
+    :param use_bf16: run the forward passes of training under bf16 autocast (CPU or
+        GPU): about 1.8x faster per update at the paper's sizes on a CPU, slower for
+        the small default preset; sums and discounts stay in float32.
     :param log_every: updates between two records of the training metrics
         (reading losses back from a GPU costs a host sync).
     :param replay_buffer_class: a :class:`SequenceReplayBuffer` subclass (default: it).
