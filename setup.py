@@ -14,13 +14,20 @@ for line in (HERE / "pwm_agent" / "__init__.py").read_text().splitlines():
 # tasks run on 3.17 as well, so the extras that include dm_control pin mujoco < 4.
 DMC = ["dm-control>=1.0.20", "shimmy[dm-control]>=2.0", "mujoco>=3.17,<4"]
 
+# Minari datasets (HDF5 and Arrow backends); reading and writing need no jax.
+OFFLINE = ["minari[hdf5,arrow]>=0.5.3,<0.6"]
+
 extras = {
-    "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100", "tensorboard>=2.14", "gymnasium[mujoco]>=1.0", *DMC],
+    "test": [
+        "pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100", "tensorboard>=2.14", "gymnasium[mujoco]>=1.0",
+        *DMC, *OFFLINE,
+    ],
     "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
     "mujoco": ["gymnasium[mujoco]>=1.0"],
     "dmc": ["gymnasium[mujoco]>=1.0", *DMC],
+    "offline": OFFLINE,
     "benchmarks": ["matplotlib>=3.7", "gymnasium[mujoco]>=1.0"],
-    "extra": ["tensorboard>=2.14", "matplotlib>=3.7"],
+    "extra": ["tensorboard>=2.14", "matplotlib>=3.7", *OFFLINE],
 }
 
 setup(

@@ -12,10 +12,12 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
 from pwm_agent.buffers import SequenceReplayBuffer
 from pwm_agent.envs import GymnasiumVecEnv, VecFlattenObservation
+from pwm_agent.envs.wrappers import flat_box
 
 __all__ = [
     "check_action_space",
     "check_env_spaces",
+    "check_spaces",
     "check_hyperparameters",
     "check_learning_starts",
     "finite_transitions",
@@ -88,19 +90,37 @@ def check_action_space(action_space: spaces.Space) -> None:
         )
 
 
-def check_env_spaces(env: VecEnv, policy: Any) -> spaces.Dict | None:
-    """Check the (wrapped) env's spaces; return the original ``Dict`` space if flattened."""
-    check_action_space(env.action_space)
-    obs_space = env.observation_space
+def check_spaces(observation_space: spaces.Space, action_space: spaces.Space, policy: Any) -> spaces.Dict | None:
+    """Check spaces given without an env; return the ``Dict`` space if it will be flattened."""
+    check_action_space(action_space)
+    if isinstance(observation_space, spaces.Dict):
+        flat_box(observation_space)  # raises for non-Box entries
+        if _policy_name(policy) == "MlpPolicy":
+            raise ValueError("You must use `MultiInputPolicy` when working with dict observation space, not MlpPolicy.")
+        return observation_space
+    _check_flat_box(observation_space)
+    return None
+
+
+def _policy_name(policy: Any) -> str:
+    return policy if isinstance(policy, str) else getattr(policy, "__name__", "")
+
+
+def _check_flat_box(obs_space: spaces.Space) -> None:
     if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
         raise ValueError(
             f"PWM supports flat Box observations (and Dict of Box, flattened), got {obs_space}. "
             "Flatten the observations (gymnasium.wrappers.FlattenObservation); image observations "
             "need a custom encoder."
         )
+
+
+def check_env_spaces(env: VecEnv, policy: Any) -> spaces.Dict | None:
+    """Check the (wrapped) env's spaces; return the original ``Dict`` space if flattened."""
+    check_action_space(env.action_space)
+    _check_flat_box(env.observation_space)
     dict_space = _find_dict_space(env)
-    policy_name = policy if isinstance(policy, str) else getattr(policy, "__name__", "")
-    if dict_space is not None and policy_name == "MlpPolicy":
+    if dict_space is not None and _policy_name(policy) == "MlpPolicy":
         raise ValueError("You must use `MultiInputPolicy` when working with dict observation space, not MlpPolicy.")
     return dict_space
 

@@ -19,14 +19,19 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 
 from pwm_agent.buffers import NoValidWindowError, SequenceReplayBuffer
-from pwm_agent.pwm import checks, serialization
+from pwm_agent.envs.wrappers import flat_box
+from pwm_agent.datasets.dataset import OfflineDataset
+from pwm_agent.pwm import checks, offline, serialization
 from pwm_agent.pwm.policies import MlpPolicy, MultiInputPolicy, PWMPolicy
 from pwm_agent.pwm.updates import UpdateConfig, Updater
 
 __all__ = ["PWM"]
 
 SelfPWM = TypeVar("SelfPWM", bound="PWM")
-_NOT_SAVED_ARGS = ("self", "policy", "env", "device", "policy_kwargs", "_init_setup_model", "__class__")
+_NOT_SAVED_ARGS = (
+    "self", "policy", "env", "device", "policy_kwargs", "_init_setup_model", "__class__",
+    "observation_space", "action_space",
+)
 
 
 class PWM(OffPolicyAlgorithm):
@@ -88,6 +93,9 @@ class PWM(OffPolicyAlgorithm):
     :param verbose: 0 silent, 1 info, 2 debug.
     :param seed: random seed (identical results on CPU).
     :param device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+    :param observation_space: with ``env=None``, the observation space to build the agent
+        for (e.g. an offline dataset's ``observation_space``); ignored when an env is given.
+    :param action_space: with ``env=None``, the ``Box`` action space to build the agent for.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -135,6 +143,8 @@ class PWM(OffPolicyAlgorithm):
         verbose: int = 0,
         seed: int | None = None,
         device: torch.device | str = "auto",
+        observation_space: spaces.Space | None = None,
+        action_space: spaces.Space | None = None,
         _init_setup_model: bool = True,
     ) -> None:
         checks.check_hyperparameters(
@@ -172,15 +182,31 @@ class PWM(OffPolicyAlgorithm):
         self.nan_policy = nan_policy
         self.log_every = log_every
         self.skipped_transitions = 0
+        self._n_offline_updates = 0
         self._raw_last_obs: np.ndarray | None = None
         self._dict_observation_space: spaces.Dict | None = None
         if self.env is not None:
             self._dict_observation_space = checks.check_env_spaces(self.env, policy)
             checks.check_learning_starts(learning_starts, horizon, self.n_envs)
+        elif observation_space is not None or action_space is not None:
+            self._set_spaces(policy, observation_space, action_space)
         if _init_setup_model:
             self._setup_model()
 
     # ------------------------------------------------------------------ setup
+    def _set_spaces(
+        self, policy: str | type[PWMPolicy], observation_space: spaces.Space | None, action_space: spaces.Space | None
+    ) -> None:
+        """Use explicit spaces for an agent built without an env (offline training)."""
+        if observation_space is None or action_space is None:
+            raise ValueError("Without an env, pass both observation_space and action_space (e.g. a dataset's).")
+        self._dict_observation_space = checks.check_spaces(observation_space, action_space, policy)
+        self.observation_space = (
+            flat_box(observation_space) if isinstance(observation_space, spaces.Dict) else observation_space
+        )
+        self.action_space = action_space
+        self.n_envs = 1
+
     @staticmethod
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
         """Adapt gymnasium vector envs, vectorise single envs and flatten ``Dict`` observations."""
@@ -322,6 +348,78 @@ class PWM(OffPolicyAlgorithm):
                 "to store such transitions as invalid and never train on them."
             )
         self.skipped_transitions += len(bad)
+
+    # ---------------------------------------------------------------- offline
+    def pretrain_world_model(
+        self,
+        data: OfflineDataset,
+        gradient_steps: int,
+        batch_size: int | None = None,
+        validation_fraction: float = 0.05,
+        eval_freq: int = 1000,
+        checkpoint_freq: int = 0,
+        checkpoint_path: str = "checkpoints",
+        callback: MaybeCallback = None,
+        progress_bar: bool = False,
+        tb_log_name: str = "PWM_pretrain",
+    ) -> dict[str, float]:
+        """Train the world model alone on windows of an offline dataset.
+
+        :param data: episodes from :mod:`pwm_agent.datasets` (dims and action bounds
+            are checked against the agent's spaces).
+        :param gradient_steps: world-model gradient steps (each on ``batch_size`` windows
+            of ``horizon`` transitions; default: the agent's ``batch_size``).
+        :param validation_fraction: episodes held out; their loss is logged as
+            ``pretrain/val_*`` every ``eval_freq`` steps (0: no hold-out).
+        :param checkpoint_freq: save the agent (optimisers included) every so many steps
+            to ``checkpoint_path/pwm_pretrain_<steps>_steps.zip`` (0: never). To resume,
+            ``PWM.load`` a checkpoint and call this method again.
+        :param callback: SB3 callback(s); ``on_step`` runs after every gradient step
+            (``n_calls`` counts them) and returning ``False`` stops.
+        :param progress_bar: show a progress bar over gradient steps.
+        :return: the last held-out metrics (``loss``, ``consistency``, ``reward``, ...).
+
+        Training metrics go to the SB3 logger under ``pretrain/`` every ``log_every``
+        steps. A later :meth:`learn` or :meth:`extract_policy` continues from this model.
+        """
+        return offline.pretrain_world_model(
+            self, data, gradient_steps, batch_size, validation_fraction, eval_freq, checkpoint_freq,
+            checkpoint_path, callback, progress_bar, tb_log_name,
+        )
+
+    def extract_policy(
+        self,
+        data: OfflineDataset,
+        gradient_steps: int,
+        batch_size: int | None = None,
+        fine_tune_world_model: bool = False,
+        eval_env: GymEnv | None = None,
+        eval_freq: int = 1000,
+        n_eval_episodes: int = 10,
+        callback: MaybeCallback = None,
+        progress_bar: bool = False,
+        tb_log_name: str = "PWM_extract",
+    ) -> offline.OfflineEvaluation | None:
+        """Train the actor and critics through imagination from dataset start states (no env).
+
+        Each step draws ``batch_size`` windows, takes their first observations as
+        imagination start states, and runs the actor and critic updates of :meth:`learn`
+        against the world model, which stays frozen unless ``fine_tune_world_model``.
+        The actor/critic learning rate follows the agent's schedule over the call.
+
+        :param eval_env: an env (or id) to evaluate the deterministic policy on every
+            ``eval_freq`` steps over ``n_eval_episodes`` episodes (logged as ``eval/mean_reward``),
+            or ``None``.
+        :param callback: SB3 callback(s), called after every gradient step. Offline
+            training has no training env: use callbacks that do not need one
+            (``CheckpointCallback`` works; for evaluation use ``eval_env``).
+        :return: the :class:`~pwm_agent.pwm.offline.OfflineEvaluation` (``steps``,
+            ``results``, ``last_mean_reward``), or ``None`` without ``eval_env``.
+        """
+        return offline.extract_policy(
+            self, data, gradient_steps, batch_size, fine_tune_world_model, eval_env, eval_freq,
+            n_eval_episodes, callback, progress_bar, tb_log_name,
+        )
 
     # ----------------------------------------------------------- persistence
     def save(self, path: Any, exclude: Any = None, include: Any = None) -> None:

@@ -37,7 +37,9 @@ __all__ = ["CONFIG_ENTRY", "atomic_save", "read_archive", "safe_load", "space_fr
 
 CONFIG_ENTRY = "pwm_config.json"
 FORMAT_VERSION = 1
-STATE_KEYS = ("num_timesteps", "_total_timesteps", "_n_updates", "_episode_num", "skipped_transitions")
+STATE_KEYS = (
+    "num_timesteps", "_total_timesteps", "_n_updates", "_episode_num", "skipped_transitions", "_n_offline_updates",
+)
 
 
 def _policy_alias(model: PWM) -> str:

@@ -65,30 +65,38 @@ class Updater:
         device = next(self.policy.parameters()).device.type
         return torch.autocast(device, dtype=torch.bfloat16, enabled=self.config.use_bf16)
 
-    def update(self, batch: WindowBatch, sample_batch: Callable[[], WindowBatch]) -> None:
-        """World-model step(s) on ``batch`` (more batches from ``sample_batch``),
-        then an actor step from ``batch.observations[0]``, then critic steps."""
+    def update(self, batch: WindowBatch, sample_batch: Callable[[], WindowBatch], train_model: bool = True) -> None:
+        """World-model step(s) on ``batch`` (more batches from ``sample_batch``; none
+        when ``train_model`` is false), then an actor step from
+        ``batch.observations[0]``, then critic steps."""
         metrics: dict[str, torch.Tensor] = {}
-        for i in range(self.config.model_iterations):
+        for i in range(self.config.model_iterations if train_model else 0):
             metrics = self.train_world_model(batch if i == 0 else sample_batch())
         imagination, actor_metrics = self.train_actor(batch.observations[0])
         metrics.update(actor_metrics)
         if self.config.critic_iterations > 0:
             metrics.update(self.train_critic(imagination))
+        self.accumulate(metrics)
+
+    def accumulate(self, metrics: dict[str, torch.Tensor]) -> None:
+        """Add one update's metrics to the running sums (kept on the device)."""
         for key, value in metrics.items():
             self._sums[key] = self._sums.get(key, 0.0) + value.detach().float()
         self._count += 1
 
-    def reward_targets(self, rewards: torch.Tensor) -> torch.Tensor:
+    def reward_targets(self, rewards: torch.Tensor, update: bool = True) -> torch.Tensor:
         """Scale ``rewards [H, B]`` for a scalar reward head (no shift).
 
         The divisor is the running std of replayed rewards, floored at a tenth of
         their mean magnitude (constant rewards would make the std vanish), and the
-        scaled targets are clipped to ``[-10, 10]``.
+        scaled targets are clipped to ``[-10, 10]``. With ``update=False`` the
+        statistics and the model's scale are left as they are (for validation).
         """
         world_model = self.policy.world_model
         if world_model.config.reward_head != "scalar":
             return rewards
+        if not update:
+            return (rewards * world_model.reward_scale).clamp(-REWARD_CLIP, REWARD_CLIP)
         stats = self.policy.reward_rms
         stats.update(rewards)
         divisor = torch.maximum(stats.std(0.0), 0.1 * stats.mean.abs()).clamp(min=1e-6)

@@ -1,0 +1,229 @@
+"""Offline training of a PWM agent: world-model pretraining and policy extraction from a dataset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
+from stable_baselines3.common.utils import configure_logger
+from tqdm.auto import tqdm
+
+from pwm_agent.buffers import WindowBatch
+from pwm_agent.datasets.dataset import OfflineDataset
+from pwm_agent.world_model import world_model_loss
+
+if TYPE_CHECKING:
+    from pwm_agent.pwm.pwm import PWM
+
+__all__ = ["OfflineEvaluation", "extract_policy", "pretrain_world_model"]
+
+VALIDATION_WINDOWS = 1024
+
+
+def _prepare(model: PWM, data: OfflineDataset, tb_log_name: str) -> None:
+    if not isinstance(data, OfflineDataset):
+        raise TypeError(
+            f"Expected an OfflineDataset (from pwm_agent.datasets.load / collect / OfflineDataset.from_episodes), "
+            f"got {type(data).__name__}."
+        )
+    data.check_spaces(model.observation_space, model.action_space)
+    if data.num_windows(model.horizon) == 0:
+        raise ValueError(
+            f"{data.source}: no episode has {model.horizon} transitions (the agent's horizon); "
+            "use longer episodes or an agent with a shorter horizon."
+        )
+    if not model._custom_logger:
+        model._logger = configure_logger(model.verbose, model.tensorboard_log, tb_log_name, True)
+    if data.skipped_episodes:
+        model.logger.record("offline/skipped_episodes", data.skipped_episodes)
+
+
+def _sampler(model: PWM, data: OfflineDataset, batch_size: int | None) -> Callable[[], WindowBatch]:
+    rng = np.random.default_rng(None if model.seed is None else model.seed + model._n_offline_updates)
+    size = batch_size or model.batch_size
+    return lambda: data.sample_windows(size, model.horizon, rng, model.device, model.action_space)
+
+
+def _make_callback(model: PWM, callback: MaybeCallback, extra: list[BaseCallback]) -> BaseCallback:
+    callbacks = list(callback) if isinstance(callback, list) else ([callback] if callback is not None else [])
+    merged = CallbackList([*callbacks, *extra])
+    merged.init_callback(model)
+    return merged
+
+
+def _run(
+    model: PWM,
+    steps: int,
+    step_fn: Callable[[], None],
+    callback: BaseCallback,
+    progress_bar: bool,
+    desc: str,
+    every: Callable[[int], None],
+) -> None:
+    """Call ``step_fn`` ``steps`` times with callbacks, logging and a progress bar."""
+    callback.on_training_start(locals(), globals())
+    with tqdm(total=steps, disable=not progress_bar, desc=desc, unit="step") as bar:
+        for i in range(1, steps + 1):
+            step_fn()
+            model._n_offline_updates += 1
+            every(i)
+            bar.update(1)
+            if not callback.on_step():
+                break
+    callback.on_training_end()
+
+
+class OfflineEvaluation(BaseCallback):
+    """Evaluates the deterministic policy on ``eval_env`` every ``eval_freq`` gradient steps.
+
+    Unlike SB3's ``EvalCallback`` it needs no training env (offline training has none).
+    Results: ``steps`` (gradient steps), ``results`` (``[n_evals, n_episodes]`` returns),
+    ``last_mean_reward`` and ``best_mean_reward``; logged as ``eval/mean_reward``.
+    """
+
+    def __init__(self, eval_env: GymEnv, eval_freq: int, n_eval_episodes: int) -> None:
+        super().__init__()
+        if isinstance(eval_env, str):
+            eval_env = gym.make(eval_env)
+        self.eval_env = Monitor(eval_env) if isinstance(eval_env, gym.Env) else eval_env
+        self.eval_freq, self.n_eval_episodes = eval_freq, n_eval_episodes
+        self.steps: list[int] = []
+        self.results: list[list[float]] = []
+        self.last_mean_reward = self.best_mean_reward = -float("inf")
+
+    def _on_step(self) -> bool:
+        if self.eval_freq > 0 and self.n_calls % self.eval_freq == 0:
+            self.evaluate()
+        return True
+
+    def evaluate(self) -> float:
+        """Run the evaluation now; returns the mean return."""
+        returns, _ = evaluate_policy(
+            self.model, self.eval_env, self.n_eval_episodes, deterministic=True, return_episode_rewards=True
+        )
+        self.steps.append(self.n_calls)
+        self.results.append([float(r) for r in returns])
+        self.last_mean_reward = float(np.mean(returns))
+        self.best_mean_reward = max(self.best_mean_reward, self.last_mean_reward)
+        self.logger.record("eval/mean_reward", self.last_mean_reward)
+        self.logger.record("eval/std_reward", float(np.std(returns)))
+        return self.last_mean_reward
+
+
+def _validation_batch(model: PWM, held_out: OfflineDataset) -> WindowBatch:
+    n = min(VALIDATION_WINDOWS, held_out.num_windows(model.horizon))
+    rng = np.random.default_rng(0)
+    return held_out.sample_windows(n, model.horizon, rng, model.device, model.action_space)
+
+
+@torch.no_grad()
+def validation_loss(model: PWM, batch: WindowBatch) -> dict[str, float]:
+    """World-model loss and its parts on a held-out batch (no parameter or statistic changes)."""
+    updater = model.updater
+    rewards = updater.reward_targets(batch.rewards, update=False)
+    loss, parts = world_model_loss(
+        model.policy.world_model, batch.observations, batch.actions, rewards, batch.terminated, None,
+        updater.loss_weights,
+    )
+    return {"loss": float(loss), **{k: float(v) for k, v in parts.items()}}
+
+
+def pretrain_world_model(
+    model: PWM,
+    data: OfflineDataset,
+    gradient_steps: int,
+    batch_size: int | None = None,
+    validation_fraction: float = 0.05,
+    eval_freq: int = 1000,
+    checkpoint_freq: int = 0,
+    checkpoint_path: str | os.PathLike[str] = "checkpoints",
+    callback: MaybeCallback = None,
+    progress_bar: bool = False,
+    tb_log_name: str = "PWM_pretrain",
+) -> dict[str, float]:
+    """See :meth:`pwm_agent.PWM.pretrain_world_model`. Returns the last validation metrics."""
+    _prepare(model, data, tb_log_name)
+    train, held_out = data, None
+    if validation_fraction > 0 and data.num_episodes >= 2:
+        train, held_out = data.split(validation_fraction, seed=model.seed or 0)
+        if held_out.num_windows(model.horizon) == 0:
+            train, held_out = data, None
+    sample = _sampler(model, train, batch_size)
+    val_batch = _validation_batch(model, held_out) if held_out is not None else None
+    model.policy.set_training_mode(True)
+    last: dict[str, float] = {}
+
+    def every(i: int) -> None:
+        nonlocal last
+        if val_batch is not None and (i % eval_freq == 0 or i == gradient_steps):
+            last = validation_loss(model, val_batch)
+            for key, value in last.items():
+                model.logger.record(f"pretrain/val_{key}", value)
+        if i % model.log_every == 0 or i == gradient_steps:
+            _dump(model, "pretrain", model._n_offline_updates)
+        if checkpoint_freq > 0 and i % checkpoint_freq == 0:
+            Path(checkpoint_path).mkdir(parents=True, exist_ok=True)
+            model.save(Path(checkpoint_path) / f"pwm_pretrain_{model._n_offline_updates}_steps")
+
+    def step() -> None:
+        metrics = model.updater.train_world_model(sample())
+        model.updater.accumulate(metrics)
+
+    _run(model, gradient_steps, step, _make_callback(model, callback, []), progress_bar, "pretrain", every)
+    return last
+
+
+def extract_policy(
+    model: PWM,
+    data: OfflineDataset,
+    gradient_steps: int,
+    batch_size: int | None = None,
+    fine_tune_world_model: bool = False,
+    eval_env: GymEnv | None = None,
+    eval_freq: int = 1000,
+    n_eval_episodes: int = 10,
+    callback: MaybeCallback = None,
+    progress_bar: bool = False,
+    tb_log_name: str = "PWM_extract",
+) -> OfflineEvaluation | None:
+    """See :meth:`pwm_agent.PWM.extract_policy`. Returns the evaluation callback (or ``None``)."""
+    _prepare(model, data, tb_log_name)
+    sample = _sampler(model, data, batch_size)
+    evaluator = None
+    if eval_env is not None:
+        evaluator = OfflineEvaluation(eval_env, eval_freq, n_eval_episodes)
+    model.policy.set_training_mode(True)
+    updater = model.updater
+    optimizers = [updater.actor_optimizer, updater.critic_optimizer]
+
+    done = [0]
+
+    def step() -> None:
+        # The actor/critic learning rate follows the agent's schedule over this call.
+        model._current_progress_remaining = 1.0 - done[0] / max(gradient_steps, 1)
+        model._update_learning_rate(optimizers)
+        updater.update(sample(), sample, train_model=fine_tune_world_model)
+        done[0] += 1
+
+    def every(i: int) -> None:
+        if i % model.log_every == 0 or i == gradient_steps:
+            _dump(model, "extract", model._n_offline_updates)
+
+    extra = [evaluator] if evaluator is not None else []
+    _run(model, gradient_steps, step, _make_callback(model, callback, extra), progress_bar, "extract", every)
+    return evaluator
+
+
+def _dump(model: PWM, prefix: str, step: int) -> None:
+    for key, value in model.updater.pop_metrics().items():
+        model.logger.record(f"{prefix}/{key}", value)
+    model.logger.record(f"{prefix}/gradient_steps", step)
+    model.logger.dump(step=step)

@@ -1,0 +1,175 @@
+"""Offline datasets: construction, validation, window sampling, Minari IO and collection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+from stable_baselines3 import SAC
+
+from pwm_agent import datasets
+from pwm_agent.buffers import NoValidWindowError
+from pwm_agent.datasets import DatasetError, OfflineDataset
+
+pytest.importorskip("minari")
+
+
+def _episode(length: int, episode: int, obs_dim: int = 3, act_dim: int = 2, terminated: bool = False) -> dict:
+    """Observations encode (episode, step): ``obs[t] = [episode, t, ...]``; actions in [-2, 2]."""
+    obs = np.zeros((length + 1, obs_dim), np.float32)
+    obs[:, 0], obs[:, 1] = episode, np.arange(length + 1)
+    actions = np.linspace(-2, 2, length * act_dim, dtype=np.float32).reshape(length, act_dim)
+    term = np.zeros(length, bool)
+    term[-1] = terminated
+    return {
+        "observations": obs,
+        "actions": actions,
+        "rewards": np.arange(length, dtype=np.float32) + 100 * episode,
+        "terminations": term,
+        "truncations": ~term & (np.arange(length) == length - 1),
+    }
+
+
+ACTION_SPACE = spaces.Box(-2.0, 2.0, (2,), np.float32)
+OBS_SPACE = spaces.Box(-np.inf, np.inf, (3,), np.float32)
+
+
+def _dataset(lengths: list[int], terminated: bool = False) -> OfflineDataset:
+    eps = [_episode(n, i, terminated=terminated) for i, n in enumerate(lengths)]
+    return OfflineDataset.from_episodes(eps, OBS_SPACE, ACTION_SPACE)
+
+
+def test_layout_and_returns() -> None:
+    data = _dataset([5, 3, 7])
+    assert (data.num_episodes, data.num_transitions) == (3, 15)
+    assert data.observations.shape == (18, 3) and data.actions.shape == (15, 2)
+    np.testing.assert_allclose(data.episode_returns(), [10, 3 + 300, 21 + 1400])
+    np.testing.assert_array_equal(data.episode(1)["observations"][:, 1], np.arange(4))
+    assert data.num_windows(4) == 2 + 0 + 4
+
+
+@pytest.mark.parametrize("horizon", [1, 3, 5])
+def test_windows_stay_inside_episodes(horizon: int) -> None:
+    data = _dataset([5, 2, 9, 6], terminated=True)
+    batch = data.sample_windows(512, horizon, np.random.default_rng(0), action_space=ACTION_SPACE)
+    obs = batch.observations.numpy()
+    assert obs.shape == (horizon + 1, 512, 3) and batch.actions.shape == (horizon, 512, 2)
+    episodes, steps = obs[..., 0], obs[..., 1]
+    assert (episodes == episodes[0]).all(), "a window crossed an episode boundary"
+    np.testing.assert_array_equal(np.diff(steps, axis=0), 1)
+    lengths = np.array([5, 2, 9, 6])[episodes[0].astype(int)]
+    assert (steps[-1] <= lengths).all()
+    # terminated exactly on each episode's last transition; rewards match the step
+    last = steps[1:] == lengths[None]
+    np.testing.assert_array_equal(batch.terminated.numpy() == 1, last)
+    np.testing.assert_allclose(batch.rewards.numpy(), steps[:-1] + 100 * episodes[:-1])
+    # actions rescaled from [-2, 2] to [-1, 1]
+    assert batch.actions.abs().max() <= 1.0 + 1e-6 and batch.actions.abs().max() > 0.99
+    # every start that fits is drawn (uniform over valid windows)
+    starts = {(int(e), int(s)) for e, s in zip(episodes[0], steps[0])}
+    assert len(starts) == data.num_windows(horizon)
+
+
+def test_no_window_longer_than_episodes() -> None:
+    with pytest.raises(NoValidWindowError, match="shorter horizon"):
+        _dataset([3, 2]).sample_windows(4, 4, np.random.default_rng(0))
+
+
+def test_bad_episodes_name_the_fix() -> None:
+    ep = _episode(4, 0)
+    with pytest.raises(DatasetError, match="T \\+ 1 observations"):
+        OfflineDataset.from_episodes([{**ep, "observations": ep["observations"][:-1]}])
+    with pytest.raises(DatasetError, match="lacks"):
+        OfflineDataset.from_episodes([{"observations": ep["observations"]}])
+    bad = {**ep, "rewards": np.array([0, np.nan, 0, 0])}
+    with pytest.raises(DatasetError, match="episode 1 holds NaN.*nan_policy='skip'"):
+        OfflineDataset.from_episodes([ep, bad])
+    data = OfflineDataset.from_episodes([ep, bad, ep], nan_policy="skip")
+    assert data.num_episodes == 2 and data.skipped_episodes == 1
+
+
+def test_space_checks() -> None:
+    data = _dataset([4, 4])
+    data.check_spaces(OBS_SPACE, ACTION_SPACE)
+    with pytest.raises(DatasetError, match="agent expects 4 and 2"):
+        data.check_spaces(spaces.Box(-1, 1, (4,)), ACTION_SPACE)
+    with pytest.raises(DatasetError, match="episode 0, step 0.*outside the action space.*Clip"):
+        data.check_spaces(OBS_SPACE, spaces.Box(-1.0, 1.0, (2,), np.float32))
+
+
+def test_split_and_concatenate() -> None:
+    data = _dataset([4, 5, 6, 7, 8])
+    train, held = data.split(0.4, seed=1)
+    assert train.num_episodes == 3 and held.num_episodes == 2
+    assert sorted(train.episode_lengths.tolist() + held.episode_lengths.tolist()) == [4, 5, 6, 7, 8]
+    joined = datasets.concatenate([train, held])
+    assert joined.num_transitions == data.num_transitions
+    with pytest.raises(DatasetError, match="different"):
+        datasets.concatenate([data, OfflineDataset.from_episodes([_episode(3, 0, obs_dim=4)])])
+
+
+@pytest.mark.parametrize("data_format", ["hdf5", "arrow"])
+def test_minari_round_trip(tmp_path: Path, data_format: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import minari
+
+    data = datasets.collect("Pendulum-v1", "random", 450, seed=0)
+    path = datasets.save_minari(data, tmp_path / "pendulum-test-v0", env="Pendulum-v1", data_format=data_format)
+    # Minari itself reads what we wrote
+    reference = minari.MinariDataset(path / "data")
+    assert reference.total_episodes == 3 and reference.total_steps == 450
+    first = next(reference.iterate_episodes())
+    np.testing.assert_array_equal(first.observations, data.episode(0)["observations"])
+    # and we read it back, by path and by dataset id
+    for key in (path, path / "data"):
+        back = datasets.load(key)
+        np.testing.assert_array_equal(back.observations, data.observations)
+        np.testing.assert_array_equal(back.actions, data.actions)
+        np.testing.assert_allclose(back.rewards, data.rewards)
+        np.testing.assert_array_equal(back.truncations, data.truncations)
+        assert back.action_space == data.action_space
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    assert datasets.load("pendulum-test-v0").num_transitions == 450
+    with pytest.raises(FileExistsError, match="immutable"):
+        datasets.save_minari(data, path)
+
+
+def test_minari_refuses_files_without_spaces(tmp_path: Path) -> None:
+    path = datasets.save_minari(datasets.collect("Pendulum-v1", "random", 50, seed=0), tmp_path / "p-v0")
+    meta_file = path / "data" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["observation_space"]
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match="never instantiates the env"):
+        datasets.load(path)
+    with pytest.raises(DatasetError, match="No Minari dataset"):
+        datasets.load(tmp_path / "missing")
+
+
+def test_truncated_minari_file(tmp_path: Path) -> None:
+    path = datasets.save_minari(datasets.collect("Pendulum-v1", "random", 600, seed=0), tmp_path / "p-v0")
+    main = path / "data" / "main_data.hdf5"
+    main.write_bytes(main.read_bytes()[: main.stat().st_size // 2])
+    with pytest.raises(DatasetError, match="main_data.hdf5|truncated or corrupt|Cannot open"):
+        datasets.load(path)
+
+
+def test_collect_policies_and_dict_observations() -> None:
+    sac = SAC("MlpPolicy", "Pendulum-v1", seed=0, learning_starts=10)
+    data = datasets.collect("Pendulum-v1", sac, 250, seed=0, deterministic=True)
+    assert data.num_transitions == 250 and data.episode_lengths.tolist() == [200, 50]
+    assert data.truncations[[199, 249]].all() and data.truncations.sum() == 2
+    zero = datasets.collect(gym.make("Pendulum-v1"), lambda obs: np.zeros(1), 20, seed=0)
+    assert (zero.actions == 0).all()
+    env = gym.wrappers.TransformObservation(
+        gym.make("Pendulum-v1"),
+        lambda o: {"a": o[:2], "b": o[2:]},
+        spaces.Dict({"a": spaces.Box(-1, 1, (2,)), "b": spaces.Box(-8, 8, (1,))}),
+    )
+    flat = datasets.collect(env, "random", 30, seed=0)
+    assert flat.observation_dim == 3 and isinstance(flat.observation_space, spaces.Box)
+    with pytest.raises(ValueError, match="'random'"):
+        datasets.collect("Pendulum-v1", "expert", 10)

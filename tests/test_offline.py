@@ -1,0 +1,111 @@
+"""Offline training: world-model pretraining, policy extraction, resume and online continuation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
+
+from conftest import recording_logger
+from pwm_agent import PWM, datasets
+from pwm_agent.datasets import DatasetError
+
+
+@pytest.fixture(scope="module")
+def pendulum_data() -> datasets.OfflineDataset:
+    return datasets.collect("Pendulum-v1", "random", 1200, seed=0)
+
+
+def _agent(data: datasets.OfflineDataset, tiny: dict[str, Any], **kwargs: Any) -> PWM:
+    return PWM(
+        "MlpPolicy", None, observation_space=data.observation_space, action_space=data.action_space,
+        seed=0, **{**tiny, **kwargs},
+    )
+
+
+def _snapshot(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _changed(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
+    return any(not torch.equal(a, b) for a, b in zip(before, module.parameters()))
+
+
+def test_pretrain_trains_only_the_world_model(pendulum_data: datasets.OfflineDataset, tiny: dict) -> None:
+    agent = _agent(pendulum_data, tiny, log_every=50)
+    logger, writer = recording_logger()
+    agent.set_logger(logger)
+    policy = agent.policy
+    wm, actor, critic = _snapshot(policy.world_model), _snapshot(policy.actor), _snapshot(policy.critic)
+    first = agent.pretrain_world_model(pendulum_data, 10, eval_freq=10)
+    last = agent.pretrain_world_model(pendulum_data, 300, eval_freq=300)
+    assert _changed(wm, policy.world_model)
+    assert not _changed(actor, policy.actor) and not _changed(critic, policy.critic)
+    assert last["loss"] < first["loss"], (first, last)
+    assert writer.values("pretrain/model_loss") and writer.values("pretrain/val_loss")
+    assert agent._n_offline_updates == 310
+
+
+def test_extract_policy_keeps_world_model_frozen(pendulum_data: datasets.OfflineDataset, tiny: dict) -> None:
+    agent = _agent(pendulum_data, tiny)
+    agent.pretrain_world_model(pendulum_data, 20)
+    policy = agent.policy
+    wm, actor, critic = _snapshot(policy.world_model), _snapshot(policy.actor), _snapshot(policy.critic)
+    evaluation = agent.extract_policy(pendulum_data, 20, eval_env="Pendulum-v1", eval_freq=10, n_eval_episodes=1)
+    assert not _changed(wm, policy.world_model)
+    assert _changed(actor, policy.actor) and _changed(critic, policy.critic)
+    assert evaluation is not None and evaluation.steps == [10, 20] and len(evaluation.results) == 2
+    assert np.isfinite(evaluation.last_mean_reward)
+    agent.extract_policy(pendulum_data, 5, fine_tune_world_model=True)
+    assert _changed(wm, policy.world_model)
+
+
+def test_callback_stops_and_checkpoints_resume(pendulum_data: datasets.OfflineDataset, tiny: dict, tmp_path: Path) -> None:
+    class StopAt(BaseCallback):
+        def _on_step(self) -> bool:
+            return self.n_calls < 7
+
+    agent = _agent(pendulum_data, tiny)
+    agent.pretrain_world_model(pendulum_data, 100, callback=StopAt(), validation_fraction=0)
+    assert agent._n_offline_updates == 7
+    agent.pretrain_world_model(pendulum_data, 8, checkpoint_freq=4, checkpoint_path=str(tmp_path))
+    saved = sorted(p.name for p in tmp_path.iterdir())
+    assert saved == ["pwm_pretrain_11_steps.zip", "pwm_pretrain_15_steps.zip"]
+    resumed = PWM.load(tmp_path / "pwm_pretrain_15_steps.zip")
+    assert resumed._n_offline_updates == 15
+    for a, b in zip(agent.policy.world_model.parameters(), resumed.policy.world_model.parameters()):
+        torch.testing.assert_close(a, b)
+    resumed.pretrain_world_model(pendulum_data, 3)  # optimiser state restored: continues
+    assert resumed._n_offline_updates == 18
+
+
+def test_offline_then_online(pendulum_data: datasets.OfflineDataset, tiny: dict) -> None:
+    agent = _agent(pendulum_data, tiny)
+    agent.pretrain_world_model(pendulum_data, 10)
+    weights = _snapshot(agent.policy.world_model)
+    with pytest.raises(ValueError, match="set_env"):
+        agent.learn(10)
+    agent.set_env(gym.make("Pendulum-v1"))  # SB3 wraps it; spaces must match
+    agent.learn(80)
+    assert agent.num_timesteps == 80 and _changed(weights, agent.policy.world_model)
+
+
+def test_data_that_does_not_fit(pendulum_data: datasets.OfflineDataset, tiny: dict) -> None:
+    agent = PWM("MlpPolicy", "MountainCarContinuous-v0", **tiny)
+    with pytest.raises(DatasetError, match="agent expects 2 and 1"):
+        agent.pretrain_world_model(pendulum_data, 1)
+    with pytest.raises(TypeError, match="OfflineDataset"):
+        agent.extract_policy({"observations": []}, 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="both observation_space and action_space"):
+        PWM("MlpPolicy", None, observation_space=pendulum_data.observation_space)
+    with pytest.raises(ValueError, match="Discrete"):
+        PWM("MlpPolicy", None, observation_space=pendulum_data.observation_space, action_space=spaces.Discrete(3))
+    short = datasets.collect("Pendulum-v1", "random", 3, seed=0)
+    with pytest.raises(ValueError, match="shorter horizon"):
+        _agent(short, tiny).pretrain_world_model(short, 1)
