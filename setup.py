@@ -14,8 +14,9 @@ for line in (HERE / "pwm_agent" / "__init__.py").read_text().splitlines():
 # tasks run on 3.17 as well, so the extras that include dm_control pin mujoco < 4.
 DMC = ["dm-control>=1.0.20", "shimmy[dm-control]>=2.0", "mujoco>=3.17,<4"]
 
-# Minari datasets (HDF5 and Arrow backends); reading and writing need no jax.
-OFFLINE = ["minari[hdf5,arrow]>=0.5.3,<0.6"]
+# Minari datasets (HDF5 and Arrow backends; reading and writing need no jax) and
+# YAML config files of the command line.
+OFFLINE = ["minari[hdf5,arrow]>=0.5.3,<0.6", "pyyaml>=6"]
 
 extras = {
     "test": [
@@ -49,7 +50,7 @@ setup(
         "cloudpickle",
     ],
     extras_require=extras,
-    entry_points={},
+    entry_points={"console_scripts": ["pwm-agent=pwm_agent.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: MIT License",

@@ -98,30 +98,36 @@ def extract_part(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def sampling_part(sizes: list[int], obs_dim: int = 17, act_dim: int = 6, batch: int = 256, horizon: int = 16) -> list[dict]:
-    """Seconds per window batch from memory-mapped datasets of each size (1,000-step episodes)."""
+    """Seconds per window batch from on-disk array datasets of each size (1,000-step
+    episodes, written by ``write_arrays``, opened memory-mapped by ``datasets.load``)."""
+    from pwm_agent.datasets.arrays import write_arrays
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
-            episodes = n // 1000
-            arrays = {}
-            for name, shape in (("obs", (n + episodes, obs_dim)), ("act", (n, act_dim)), ("rew", (n,))):
-                mm = np.lib.format.open_memmap(f"{tmp}/{name}-{n}.npy", "w+", np.float32, shape)
-                for start in range(0, shape[0], 1 << 20):  # real values, written in chunks
-                    block = mm[start : start + (1 << 20)]
-                    block[...] = np.random.default_rng(start).standard_normal(block.shape, dtype=np.float32)
-                mm.flush()
-                arrays[name] = np.load(f"{tmp}/{name}-{n}.npy", mmap_mode="r")
-            data = datasets.OfflineDataset(
-                arrays["obs"], arrays["act"], arrays["rew"], np.zeros(n, bool), np.zeros(n, bool),
-                np.full(episodes, 1000),
-            )
-            rng = np.random.default_rng(0)
+            n_eps, rng = n // 1000, np.random.default_rng(n)
+
+            def episodes() -> Any:
+                for _ in range(n_eps):
+                    yield {"observations": rng.standard_normal((1001, obs_dim), dtype=np.float32),
+                           "actions": rng.uniform(-1, 1, (1000, act_dim)).astype(np.float32),
+                           "rewards": rng.standard_normal(1000, dtype=np.float32),
+                           "terminations": np.zeros(1000, bool), "truncations": np.eye(1, 1000, 999, dtype=bool)[0]}
+
+            folder = write_arrays(Path(tmp) / f"d{n}", (n, n_eps, obs_dim, act_dim), episodes(), {})
+            raw = 4 * ((n + n_eps) * obs_dim + n * act_dim + n) + 2 * n
+            stored = sum(f.stat().st_size for f in folder.iterdir())
+            t0 = time.perf_counter()
+            data = datasets.load(folder)
+            load_seconds = time.perf_counter() - t0
             data.sample_windows(batch, horizon, rng)
             t0, calls = time.perf_counter(), 200
             for _ in range(calls):
                 data.sample_windows(batch, horizon, rng)
-            rows.append({"transitions": n, "seconds_per_batch": (time.perf_counter() - t0) / calls})
+            rows.append({"transitions": n, "seconds_per_batch": (time.perf_counter() - t0) / calls,
+                         "load_seconds": load_seconds, "storage_over_raw": stored / raw})
             print(rows[-1], flush=True)
+            del data
     return rows
 
 

@@ -173,3 +173,51 @@ def test_collect_policies_and_dict_observations() -> None:
     assert flat.observation_dim == 3 and isinstance(flat.observation_space, spaces.Box)
     with pytest.raises(ValueError, match="'random'"):
         datasets.collect("Pendulum-v1", "expert", 10)
+
+
+def test_array_folder_round_trip_and_memory_map(tmp_path: Path) -> None:
+    data = _dataset([5, 3, 7], terminated=True)
+    folder = datasets.save_arrays(data, tmp_path / "arrays")
+    back = datasets.load(folder)
+    assert isinstance(back.observations, np.memmap)
+    for name in ("observations", "actions", "rewards", "terminations", "truncations", "episode_lengths"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(data, name))
+    assert back.action_space == ACTION_SPACE
+    a = data.sample_windows(32, 3, np.random.default_rng(1))
+    b = back.sample_windows(32, 3, np.random.default_rng(1))
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.numpy(), y.numpy())
+    raw = sum(getattr(data, n).nbytes for n in ("observations", "actions", "rewards", "terminations", "truncations"))
+    stored = sum(f.stat().st_size for f in folder.iterdir())
+    assert stored < raw + 4096, "storage should be the raw bytes plus headers"
+    with pytest.raises(FileExistsError):
+        datasets.save_arrays(data, folder)
+
+
+def test_array_folder_corruption_is_named(tmp_path: Path) -> None:
+    data = _dataset([5, 3, 7])
+    folder = datasets.save_arrays(data, tmp_path / "arrays")
+    rewards = folder / "rewards.npy"
+    rewards.write_bytes(rewards.read_bytes()[:-8])
+    with pytest.raises(DatasetError, match="rewards.npy is missing, truncated or corrupt"):
+        datasets.load(folder)
+    bad = OfflineDataset.from_episodes([_episode(4, 0), {**_episode(4, 1), "rewards": [0, 0, np.inf, 0]}],
+                                       nan_policy="skip")
+    assert bad.num_episodes == 1
+    poisoned = datasets.save_arrays(_dataset([4, 4]), tmp_path / "poisoned")
+    obs = np.load(poisoned / "observations.npy", mmap_mode="r+")
+    obs[7, 0] = np.nan  # row 7 = episode 1 (rows 0-4 are episode 0)
+    obs.flush()
+    del obs
+    with pytest.raises(DatasetError, match="episode 1 holds NaN or inf in `observations`"):
+        datasets.load(poisoned)
+
+
+def test_convert_minari_streams_to_arrays(tmp_path: Path) -> None:
+    data = datasets.collect("Pendulum-v1", "random", 450, seed=0)
+    path = datasets.save_minari(data, tmp_path / "p-v0")
+    folder = datasets.convert_minari(path, tmp_path / "p-arrays", chunk_episodes=2)
+    back = datasets.load(folder)
+    np.testing.assert_array_equal(back.observations, data.observations)
+    np.testing.assert_array_equal(back.truncations, data.truncations)
+    assert back.observation_space == data.observation_space

@@ -198,6 +198,24 @@ class OfflineDataset:
         assert isinstance(action_space, spaces.Box)
         self.check_actions(action_space)
 
+    def check_finite(self, chunk: int = 1 << 20) -> None:
+        """Raise :class:`DatasetError` naming the first episode with NaN/inf (scanned in chunks,
+        so memory-mapped data is checked without loading it)."""
+        for name in ("observations", "actions", "rewards"):
+            array = getattr(self, name)
+            for start in range(0, len(array), chunk):
+                block = np.asarray(array[start : start + chunk])
+                bad = np.flatnonzero(~np.isfinite(block.reshape(len(block), -1)).all(axis=1))
+                if len(bad):
+                    row = start + int(bad[0])
+                    # observation rows are offset by one per earlier episode
+                    bounds = self._offsets + np.arange(len(self._offsets)) if name == "observations" else self._offsets
+                    ep = int(np.searchsorted(bounds, row, side="right") - 1)
+                    raise DatasetError(
+                        f"{self.source}: episode {ep} holds NaN or inf in `{name}`. Clean the data, or load it "
+                        "in memory with nan_policy='skip' to drop such episodes."
+                    )
+
     def check_actions(self, action_space: spaces.Box, chunk: int = 1 << 20) -> None:
         """Raise if any action lies outside ``action_space`` (checked in chunks)."""
         low, high = action_space.low, action_space.high

@@ -15,10 +15,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from pwm_agent.datasets.arrays import write_arrays
 from pwm_agent.datasets.dataset import DatasetError, OfflineDataset
 from pwm_agent.envs.wrappers import flat_box, flatten_observation
 
-__all__ = ["load_minari", "resolve_minari_path", "save_minari"]
+__all__ = ["convert_minari", "load_minari", "resolve_minari_path", "save_minari"]
 
 _INSTALL_HINT = 'Reading and writing Minari datasets needs `pip install "pwm-agent[offline]"` (minari[hdf5,arrow]).'
 
@@ -68,14 +69,8 @@ def _read_spaces(data_path: Path) -> dict[str, Any]:
     return metadata
 
 
-def load_minari(
-    path_or_id: str | os.PathLike[str], nan_policy: str = "raise", chunk_episodes: int = 1000
-) -> OfflineDataset:
-    """Read a local Minari dataset (by path or id) into an :class:`OfflineDataset`.
-
-    ``Dict`` observations are flattened in the space's key order (as
-    ``"MultiInputPolicy"`` does); actions must be a ``Box``.
-    """
+def _open_minari(path_or_id: str | os.PathLike[str]) -> tuple[Any, Path, dict[str, Any], spaces.Box]:
+    """Open a Minari dataset's storage; returns it with its data path, metadata and flat obs space."""
     minari = _minari()
     data_path = resolve_minari_path(path_or_id)
     metadata = _read_spaces(data_path)
@@ -89,10 +84,46 @@ def load_minari(
     flat_obs_space = flat_box(obs_space) if isinstance(obs_space, spaces.Dict) else obs_space
     if not isinstance(flat_obs_space, spaces.Box):
         raise DatasetError(f"{data_path}: observation space {obs_space} is not a Box or a Dict of Boxes.")
+    return storage, data_path, metadata, flat_obs_space
+
+
+def load_minari(
+    path_or_id: str | os.PathLike[str], nan_policy: str = "raise", chunk_episodes: int = 1000
+) -> OfflineDataset:
+    """Read a local Minari dataset (by path or id) into memory as an :class:`OfflineDataset`.
+
+    ``Dict`` observations are flattened in the space's key order (as
+    ``"MultiInputPolicy"`` does); actions must be a ``Box``. For datasets larger
+    than memory use :func:`convert_minari` once, then load the converted folder.
+    """
+    storage, data_path, metadata, obs_space = _open_minari(path_or_id)
     total = int(metadata["total_episodes"])
-    episodes = list(_read_episodes(storage, total, obs_space, data_path, chunk_episodes))
-    dataset = OfflineDataset.from_episodes(episodes, flat_obs_space, act_space, nan_policy, source=str(data_path))
-    return dataset
+    episodes = _read_episodes(storage, total, storage.observation_space, data_path, chunk_episodes)
+    return OfflineDataset.from_episodes(episodes, obs_space, storage.action_space, nan_policy, source=str(data_path))
+
+
+def convert_minari(
+    path_or_id: str | os.PathLike[str], out: str | os.PathLike[str], chunk_episodes: int = 100
+) -> Path:
+    """Stream a Minari dataset into a memory-mappable array folder (see
+    :mod:`pwm_agent.datasets.arrays`), a chunk of episodes at a time.
+
+    Memory stays bounded by one chunk, so datasets larger than memory convert; the
+    result loads instantly with :func:`pwm_agent.datasets.load` and samples at a
+    cost independent of its size. Episodes with NaN/inf are an error here.
+    """
+    storage, data_path, metadata, obs_space = _open_minari(path_or_id)
+    total = int(metadata["total_episodes"])
+    sizes = (int(metadata["total_steps"]), total, int(obs_space.shape[0]), int(storage.action_space.shape[0]))
+
+    def checked() -> Iterator[dict[str, Any]]:
+        for index, ep in enumerate(_read_episodes(storage, total, storage.observation_space, data_path, chunk_episodes)):
+            if not all(np.isfinite(np.asarray(ep[k], dtype=np.float64)).all() for k in ("observations", "actions", "rewards")):
+                raise DatasetError(f"{data_path}: episode {index} holds NaN or inf values. Clean the data first.")
+            yield ep
+
+    meta = {"source": str(data_path), "observation_space": obs_space, "action_space": storage.action_space}
+    return write_arrays(out, sizes, checked(), meta)
 
 
 def _read_episodes(

@@ -1,0 +1,243 @@
+"""The ``pwm-agent`` command line: collect, pretrain, extract, train, evaluate.
+
+Every sub-command mirrors the Python API and accepts ``--config FILE.yaml`` (or
+``.json``) whose keys are the option names (``gradient_steps: 20000``); options given
+on the command line win over the file. Run ``pwm-agent <command> --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+__all__ = ["build_parser", "main"]
+
+
+def _load_config(path: str) -> dict[str, Any]:
+    text = Path(path).read_text()
+    if path.endswith(".json"):
+        config = json.loads(text)
+    else:
+        try:
+            import yaml
+        except ImportError as err:
+            raise SystemExit(f"Reading {path} needs PyYAML: pip install pyyaml (or use a .json config).") from err
+        config = yaml.safe_load(text) or {}
+    if not isinstance(config, dict):
+        raise SystemExit(f"{path} must hold a mapping of option names to values, got {type(config).__name__}.")
+    return {key.replace("-", "_"): value for key, value in config.items()}
+
+
+def _json_dict(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"horizon\": 5}'")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML or JSON file of option values (command-line options win)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed")
+    parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--verbose", type=int, default=1, help="0 quiet, 1 SB3 logs to stdout")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _agent_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="start from this saved PWM agent (.zip) instead of a new one")
+    parser.add_argument("--pwm-kwargs", type=_json_dict, default={}, help="JSON of PWM constructor arguments")
+    parser.add_argument("--tensorboard-log", default=None, help="TensorBoard log folder")
+    parser.add_argument("--out", required=True, help="where to save the agent (.zip)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``pwm-agent`` (documented options of every sub-command)."""
+    parser = argparse.ArgumentParser(prog="pwm-agent", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    commands = {}
+    p = commands["collect"] = sub.add_parser("collect", help="run a policy on an env and write a Minari dataset")
+    p.add_argument("--env", required=True, help="Gymnasium env id")
+    p.add_argument("--policy", default="random",
+                   help="'random', a PWM agent .zip, or an SB3 model .zip with --policy-algo")
+    p.add_argument("--policy-algo", default=None,
+                   help="SB3 algorithm of --policy (SAC, TD3, PPO...): SB3's loader unpickles, trusted files only")
+    p.add_argument("--steps", type=int, required=True, help="transitions to collect")
+    p.add_argument("--deterministic", action="store_true", help="deterministic actions of the policy")
+    p.add_argument("--format", default="hdf5", choices=["hdf5", "arrow"], help="Minari backend")
+    p.add_argument("--out", required=True, help="dataset folder to create (its name is the dataset id)")
+    _common(p)
+
+    p = commands["pretrain"] = sub.add_parser("pretrain", help="pre-train a world model on a dataset")
+    p.add_argument("--data", required=True, help="Minari dataset folder or local dataset id")
+    p.add_argument("--gradient-steps", type=int, required=True, help="world-model gradient steps")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per step (default: the agent's)")
+    p.add_argument("--validation-fraction", type=float, default=0.05, help="held-out episodes (0: none)")
+    p.add_argument("--eval-freq", type=int, default=1000, help="steps between validation losses")
+    p.add_argument("--checkpoint-freq", type=int, default=0, help="steps between checkpoints (0: none)")
+    p.add_argument("--checkpoint-path", default="checkpoints", help="folder of the checkpoints")
+    _agent_options(p)
+    _common(p)
+
+    p = commands["extract"] = sub.add_parser("extract", help="extract a policy from a (pre-trained) world model and a dataset")
+    p.add_argument("--data", required=True, help="Minari dataset folder or local dataset id")
+    p.add_argument("--gradient-steps", type=int, required=True, help="actor/critic updates")
+    p.add_argument("--batch-size", type=int, default=None, help="start states per update (default: the agent's)")
+    p.add_argument("--fine-tune-world-model", action="store_true", help="also train the world model")
+    p.add_argument("--eval-env", default=None, help="env id to evaluate on every --eval-freq updates")
+    p.add_argument("--eval-freq", type=int, default=1000, help="updates between evaluations")
+    p.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
+    _agent_options(p)
+    _common(p)
+
+    p = commands["train"] = sub.add_parser("train", help="train online on an env (optionally from a pre-trained agent)")
+    p.add_argument("--env", required=True, help="Gymnasium env id")
+    p.add_argument("--timesteps", type=int, required=True, help="env steps")
+    _agent_options(p)
+    _common(p)
+
+    p = commands["evaluate"] = sub.add_parser("evaluate", help="evaluate a saved agent with deterministic actions")
+    p.add_argument("--model", required=True, help="saved PWM agent (.zip)")
+    p.add_argument("--env", required=True, help="Gymnasium env id")
+    p.add_argument("--episodes", type=int, default=10, help="episodes")
+    _common(p)
+    parser.set_defaults(_commands=commands)
+    return parser
+
+
+def _config_path(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; values of a ``--config`` file become the sub-command's defaults
+    (so the file may supply required options and the command line still wins)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    path = _config_path(argv)
+    commands = parser.get_default("_commands")
+    if path and argv and argv[0] in commands:
+        config = _load_config(path)
+        actions = {action.dest: action for action in commands[argv[0]]._actions}
+        unknown = sorted(set(config) - set(actions) - {"config"})
+        if unknown:
+            raise SystemExit(f"{path}: unknown option(s) {unknown} for `pwm-agent {argv[0]}`.")
+        for key, value in config.items():
+            actions[key].required = False
+            actions[key].default = value
+    return parser.parse_args(argv)
+
+
+def _agent(args: argparse.Namespace, data: Any = None, env: Any = None) -> Any:
+    from pwm_agent import PWM
+
+    if args.model:
+        return PWM.load(args.model, env=env, device=args.device, tensorboard_log=args.tensorboard_log,
+                        verbose=args.verbose)
+    kwargs = dict(args.pwm_kwargs)
+    kwargs.setdefault("seed", args.seed)
+    if env is None:
+        kwargs.update(observation_space=data.observation_space, action_space=data.action_space)
+    return PWM("MlpPolicy", env, device=args.device, tensorboard_log=args.tensorboard_log,
+               verbose=args.verbose, **kwargs)
+
+
+def _policy(args: argparse.Namespace) -> Any:
+    if args.policy == "random":
+        return "random"
+    if args.policy_algo:
+        import stable_baselines3
+
+        return getattr(stable_baselines3, args.policy_algo.upper()).load(args.policy, device=args.device)
+    from pwm_agent import PWM
+
+    return PWM.load(args.policy, device=args.device)
+
+
+def _collect(args: argparse.Namespace) -> None:
+    from pwm_agent import datasets
+
+    data = datasets.collect(args.env, _policy(args), args.steps, args.seed, args.deterministic, not args.no_progress)
+    path = datasets.save_minari(data, args.out, env=args.env, data_format=args.format, algorithm_name=args.policy)
+    returns = data.episode_returns()
+    print(f"wrote {path}: {data.num_episodes} episodes, {data.num_transitions} transitions, "
+          f"mean return {returns.mean():.1f}")
+
+
+def _pretrain(args: argparse.Namespace) -> None:
+    from pwm_agent import datasets
+
+    data = datasets.load(args.data)
+    agent = _agent(args, data=data)
+    val = agent.pretrain_world_model(data, args.gradient_steps, args.batch_size, args.validation_fraction,
+                                     args.eval_freq, args.checkpoint_freq, args.checkpoint_path,
+                                     progress_bar=not args.no_progress)
+    agent.save(args.out)
+    print(f"saved {args.out}; held-out world-model loss {val.get('loss', float('nan')):.4f}")
+
+
+def _extract(args: argparse.Namespace) -> None:
+    from pwm_agent import datasets
+
+    data = datasets.load(args.data)
+    agent = _agent(args, data=data)
+    evaluation = agent.extract_policy(data, args.gradient_steps, args.batch_size, args.fine_tune_world_model,
+                                      args.eval_env, args.eval_freq, args.eval_episodes,
+                                      progress_bar=not args.no_progress)
+    agent.save(args.out)
+    score = f"; last evaluation {evaluation.last_mean_reward:.1f}" if evaluation and evaluation.steps else ""
+    print(f"saved {args.out}{score}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    import gymnasium as gym
+
+    env = gym.make(args.env)
+    agent = _agent(args, env=env)
+    agent.learn(args.timesteps, progress_bar=not args.no_progress, reset_num_timesteps=not args.model)
+    agent.save(args.out)
+    print(f"saved {args.out}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    import gymnasium as gym
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+
+    from pwm_agent import PWM
+
+    agent = PWM.load(args.model, device=args.device)
+    env = Monitor(gym.make(args.env))
+    env.reset(seed=args.seed)
+    mean, std = evaluate_policy(agent, env, n_eval_episodes=args.episodes, deterministic=True)
+    print(f"{args.model} on {args.env}: mean return {mean:.1f} +/- {std:.1f} over {args.episodes} episodes")
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "collect": _collect, "pretrain": _pretrain, "extract": _extract, "train": _train, "evaluate": _evaluate,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``pwm-agent``; returns the exit status."""
+    args = _parse(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    COMMANDS[args.command](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

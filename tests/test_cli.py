@@ -1,0 +1,57 @@
+"""The ``pwm-agent`` command line, run in-process end to end on Pendulum-v1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_POLICY_KWARGS
+from pwm_agent import PWM, datasets
+from pwm_agent.cli import build_parser, main
+
+pytest.importorskip("minari")
+
+TINY = json.dumps({"horizon": 4, "batch_size": 16, "learning_starts": 50, "critic_minibatches": 2,
+                   "policy_kwargs": TINY_POLICY_KWARGS})
+
+
+def test_every_command_documents_its_options() -> None:
+    parser = build_parser()
+    for name, sub in parser.get_default("_commands").items():
+        for action in sub._actions:
+            if action.dest not in ("help",):
+                assert action.help, f"`pwm-agent {name} {action.option_strings}` has no help text"
+
+
+def test_collect_pretrain_extract_train_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "pendulum-random-v0"
+    assert main(["collect", "--env", "Pendulum-v1", "--steps", "300", "--seed", "0", "--out", str(data),
+                 "--no-progress"]) == 0
+    assert datasets.load(data).num_transitions == 300
+    config = tmp_path / "pretrain.yaml"
+    config.write_text(f"data: {data}\ngradient_steps: 30\npwm_kwargs: {TINY}\nverbose: 0\n")
+    model = tmp_path / "wm.zip"
+    assert main(["pretrain", "--config", str(config), "--out", str(model), "--no-progress"]) == 0
+    assert PWM.load(model)._n_offline_updates == 30
+    policy = tmp_path / "policy.zip"
+    assert main(["extract", "--model", str(model), "--data", str(data), "--gradient-steps", "10", "--eval-env",
+                 "Pendulum-v1", "--eval-freq", "10", "--eval-episodes", "1", "--out", str(policy),
+                 "--verbose", "0", "--no-progress"]) == 0
+    assert "last evaluation" in capsys.readouterr().out
+    online = tmp_path / "online.zip"
+    assert main(["train", "--model", str(policy), "--env", "Pendulum-v1", "--timesteps", "60", "--out",
+                 str(online), "--verbose", "0", "--no-progress"]) == 0
+    assert PWM.load(online).num_timesteps == 60
+    assert main(["evaluate", "--model", str(online), "--env", "Pendulum-v1", "--episodes", "1", "--seed", "0"]) == 0
+    assert "mean return" in capsys.readouterr().out
+
+
+def test_config_errors(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("gradient_stepz: 3\n")
+    with pytest.raises(SystemExit, match="unknown option.*gradient_stepz"):
+        main(["pretrain", "--config", str(config), "--data", "x", "--gradient-steps", "1", "--out", "y"])
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--data", "x"])  # missing required options: argparse exits
