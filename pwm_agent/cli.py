@@ -73,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="dataset folder to create (its name is the dataset id)")
     _common(p)
 
-    p = commands["pretrain"] = sub.add_parser("pretrain", help="pre-train a world model on a dataset")
+    p = commands["pretrain"] = sub.add_parser(
+        "pretrain", help="pre-train a world model on a dataset (data-parallel under torchrun)",
+        description="Pre-train a world model. Under `torchrun --nproc-per-node N pwm-agent pretrain ...` "
+                    "each rank trains on its shard of the episodes and gradients are averaged; rank 0 saves.")
     p.add_argument("--data", required=True, help="Minari dataset folder or local dataset id")
     p.add_argument("--gradient-steps", type=int, required=True, help="world-model gradient steps")
     p.add_argument("--batch-size", type=int, default=None, help="windows per step (default: the agent's)")
@@ -182,8 +185,15 @@ def _pretrain(args: argparse.Namespace) -> None:
     val = agent.pretrain_world_model(data, args.gradient_steps, args.batch_size, args.validation_fraction,
                                      args.eval_freq, args.checkpoint_freq, args.checkpoint_path,
                                      progress_bar=not args.no_progress)
-    agent.save(args.out)
-    print(f"saved {args.out}; held-out world-model loss {val.get('loss', float('nan')):.4f}")
+    if _is_main_rank():
+        agent.save(args.out)
+        print(f"saved {args.out}; held-out world-model loss {val.get('loss', float('nan')):.4f}")
+
+
+def _is_main_rank() -> bool:
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def _extract(args: argparse.Namespace) -> None:
@@ -235,6 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    from pwm_agent.pwm.distributed import init_from_environment
+
+    if init_from_environment() and args.command != "pretrain":
+        raise SystemExit(f"`pwm-agent {args.command}` runs in one process; only `pretrain` is data-parallel.")
     COMMANDS[args.command](args)
     return 0
 

@@ -101,11 +101,15 @@ def test_space_checks() -> None:
         data.check_spaces(OBS_SPACE, spaces.Box(-1.0, 1.0, (2,), np.float32))
 
 
-def test_split_and_concatenate() -> None:
+def test_split_select_and_concatenate() -> None:
     data = _dataset([4, 5, 6, 7, 8])
-    train, held = data.split(0.4, seed=1)
-    assert train.num_episodes == 3 and held.num_episodes == 2
-    assert sorted(train.episode_lengths.tolist() + held.episode_lengths.tolist()) == [4, 5, 6, 7, 8]
+    train_ids, held_ids = data.split_episodes(0.4, seed=1)
+    assert len(train_ids) == 3 and len(held_ids) == 2
+    assert sorted(train_ids.tolist() + held_ids.tolist()) == [0, 1, 2, 3, 4]
+    batch = data.sample_windows(256, 2, np.random.default_rng(0), episodes=held_ids)
+    assert set(batch.observations[0, :, 0].int().tolist()) == set(held_ids.tolist())
+    assert data.num_windows(2, held_ids) == sum(data.episode_lengths[held_ids] - 1)
+    train, held = data.select(train_ids), data.select(held_ids)
     joined = datasets.concatenate([train, held])
     assert joined.num_transitions == data.num_transitions
     with pytest.raises(DatasetError, match="different"):
@@ -135,6 +139,8 @@ def test_minari_round_trip(tmp_path: Path, data_format: str, monkeypatch: pytest
     assert datasets.load("pendulum-test-v0").num_transitions == 450
     with pytest.raises(FileExistsError, match="immutable"):
         datasets.save_minari(data, path)
+    with pytest.raises(ValueError, match="must end in a version, e.g. mydata-v0"):
+        datasets.save_minari(data, tmp_path / "mydata")
 
 
 def test_minari_refuses_files_without_spaces(tmp_path: Path) -> None:

@@ -173,9 +173,10 @@ class OfflineDataset:
         eps = [{**self.episode(i), **({"task": int(self.tasks[i])} if self.tasks is not None else {})} for i in chosen]
         return OfflineDataset.from_episodes(eps, self.observation_space, self.action_space, source=self.source)
 
-    def split(self, fraction: float, seed: int = 0) -> tuple[OfflineDataset, OfflineDataset]:
-        """Split by episodes into ``(train, held_out)``; ``held_out`` gets about ``fraction``
-        of the episodes (at least one; the train part keeps at least one)."""
+    def split_episodes(self, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Split episode ids into ``(train, held_out)`` without copying data; ``held_out``
+        gets about ``fraction`` of the episodes (at least one; train keeps at least one).
+        Pass either to :meth:`sample_windows` as ``episodes``."""
         if not 0.0 < fraction < 1.0 or self.num_episodes < 2:
             raise DatasetError(
                 f"Cannot hold out {fraction} of {self.num_episodes} episode(s): a split needs 0 < fraction < 1 "
@@ -183,7 +184,7 @@ class OfflineDataset:
             )
         order = np.random.default_rng(seed).permutation(self.num_episodes)
         n_held = min(max(1, round(fraction * self.num_episodes)), self.num_episodes - 1)
-        return self.select(np.sort(order[n_held:])), self.select(np.sort(order[:n_held]))
+        return np.sort(order[n_held:]), np.sort(order[:n_held])
 
     def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
         """Raise :class:`DatasetError` if the data does not fit an agent with these spaces:
@@ -232,9 +233,10 @@ class OfflineDataset:
                 )
 
     # --------------------------------------------------------------- sampling
-    def num_windows(self, horizon: int) -> int:
-        """Number of distinct windows of ``horizon`` transitions inside episodes."""
-        return int(np.maximum(self.episode_lengths - horizon + 1, 0).sum())
+    def num_windows(self, horizon: int, episodes: np.ndarray | None = None) -> int:
+        """Number of distinct windows of ``horizon`` transitions inside (the given) episodes."""
+        lengths = self.episode_lengths if episodes is None else self.episode_lengths[episodes]
+        return int(np.maximum(lengths - horizon + 1, 0).sum())
 
     def sample_windows(
         self,
@@ -243,22 +245,26 @@ class OfflineDataset:
         rng: np.random.Generator,
         device: torch.device | str = "cpu",
         action_space: spaces.Box | None = None,
+        episodes: np.ndarray | None = None,
     ) -> WindowBatch:
         """Sample ``batch_size`` windows of ``horizon`` transitions uniformly (see :class:`WindowBatch`).
 
         Costs ``O(batch_size * horizon + log E)`` whatever the dataset size. With
         ``action_space``, actions are rescaled from its bounds to ``[-1, 1]`` (the
-        agent's internal action range, as SB3 stores actions).
+        agent's internal action range, as SB3 stores actions). ``episodes`` restricts
+        sampling to those episode ids (a split or a distributed shard).
         """
-        valid = np.maximum(self.episode_lengths - horizon + 1, 0)
+        ids = np.arange(self.num_episodes) if episodes is None else np.asarray(episodes, dtype=np.int64)
+        valid = np.maximum(self.episode_lengths[ids] - horizon + 1, 0)
         cum = np.cumsum(valid)
         if len(cum) == 0 or cum[-1] == 0:
             raise NoValidWindowError(
                 f"{self.source}: no episode has {horizon} transitions. Use a shorter horizon or longer episodes."
             )
         draw = rng.integers(0, cum[-1], size=batch_size)
-        ep = np.searchsorted(cum, draw, side="right")
-        t0 = self._offsets[ep] + draw - (cum[ep] - valid[ep])  # first transition, [B]
+        pos = np.searchsorted(cum, draw, side="right")
+        ep = ids[pos]
+        t0 = self._offsets[ep] + draw - (cum[pos] - valid[pos])  # first transition, [B]
         steps = np.arange(horizon)[:, None]
         t_idx = t0[None, :] + steps  # [H, B]
         o_idx = np.concatenate([t_idx, t_idx[-1:] + 1]) + ep[None, :]  # [H + 1, B]

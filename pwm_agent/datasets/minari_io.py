@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -184,6 +185,11 @@ def save_minari(
     target = Path(path).expanduser().resolve()
     if target.exists():
         raise FileExistsError(f"{target} exists; Minari datasets are immutable. Choose another path or delete it.")
+    if not re.fullmatch(r"[\w.-]+-v\d+", target.name):
+        raise ValueError(
+            f"The folder name {target.name!r} is the Minari dataset id, which must end in a version, "
+            f"e.g. {target.name}-v0 (letters, digits, '_', '.', '-')."
+        )
     if dataset.observation_space is None or dataset.action_space is None:
         raise DatasetError("The dataset has no spaces: build it with observation_space and action_space.")
     buffers = []

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from stable_baselines3.common.utils import configure_logger
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 
 from pwm_agent.buffers import WindowBatch
 from pwm_agent.datasets.dataset import OfflineDataset
+from pwm_agent.pwm.distributed import GradientSync
 from pwm_agent.world_model import world_model_loss
 
 if TYPE_CHECKING:
@@ -46,10 +48,13 @@ def _prepare(model: PWM, data: OfflineDataset, tb_log_name: str) -> None:
         model.logger.record("offline/skipped_episodes", data.skipped_episodes)
 
 
-def _sampler(model: PWM, data: OfflineDataset, batch_size: int | None) -> Callable[[], WindowBatch]:
-    rng = np.random.default_rng(None if model.seed is None else model.seed + model._n_offline_updates)
+def _sampler(
+    model: PWM, data: OfflineDataset, batch_size: int | None, episodes: np.ndarray | None = None, salt: int = 0
+) -> Callable[[], WindowBatch]:
+    seed = None if model.seed is None else model.seed + model._n_offline_updates + 7919 * salt
+    rng = np.random.default_rng(seed)
     size = batch_size or model.batch_size
-    return lambda: data.sample_windows(size, model.horizon, rng, model.device, model.action_space)
+    return lambda: data.sample_windows(size, model.horizon, rng, model.device, model.action_space, episodes)
 
 
 def _make_callback(model: PWM, callback: MaybeCallback, extra: list[BaseCallback]) -> BaseCallback:
@@ -67,8 +72,10 @@ def _run(
     progress_bar: bool,
     desc: str,
     every: Callable[[int], None],
+    sync: GradientSync | None = None,
 ) -> None:
-    """Call ``step_fn`` ``steps`` times with callbacks, logging and a progress bar."""
+    """Call ``step_fn`` ``steps`` times with callbacks, logging and a progress bar
+    (with ``sync``, a callback's stop on any rank stops every rank)."""
     callback.on_training_start(locals(), globals())
     with tqdm(total=steps, disable=not progress_bar, desc=desc, unit="step") as bar:
         for i in range(1, steps + 1):
@@ -76,7 +83,8 @@ def _run(
             model._n_offline_updates += 1
             every(i)
             bar.update(1)
-            if not callback.on_step():
+            keep_going = callback.on_step()
+            if not (sync.all_true(keep_going) if sync is not None else keep_going):
                 break
     callback.on_training_end()
 
@@ -118,10 +126,12 @@ class OfflineEvaluation(BaseCallback):
         return self.last_mean_reward
 
 
-def _validation_batch(model: PWM, held_out: OfflineDataset) -> WindowBatch:
-    n = min(VALIDATION_WINDOWS, held_out.num_windows(model.horizon))
+def _validation_batch(model: PWM, data: OfflineDataset, held_out: np.ndarray) -> WindowBatch | None:
+    n = min(VALIDATION_WINDOWS, data.num_windows(model.horizon, held_out))
+    if n == 0:
+        return None
     rng = np.random.default_rng(0)
-    return held_out.sample_windows(n, model.horizon, rng, model.device, model.action_space)
+    return data.sample_windows(n, model.horizon, rng, model.device, model.action_space, held_out)
 
 
 @torch.no_grad()
@@ -151,14 +161,21 @@ def pretrain_world_model(
 ) -> dict[str, float]:
     """See :meth:`pwm_agent.PWM.pretrain_world_model`. Returns the last validation metrics."""
     _prepare(model, data, tb_log_name)
-    train, held_out = data, None
+    sync = GradientSync.from_environment()
+    train_ids, val_batch = np.arange(data.num_episodes), None
     if validation_fraction > 0 and data.num_episodes >= 2:
-        train, held_out = data.split(validation_fraction, seed=model.seed or 0)
-        if held_out.num_windows(model.horizon) == 0:
-            train, held_out = data, None
-    sample = _sampler(model, train, batch_size)
-    val_batch = _validation_batch(model, held_out) if held_out is not None else None
+        train_ids, held_ids = data.split_episodes(validation_fraction, seed=model.seed or 0)
+        val_batch = _validation_batch(model, data, held_ids)
+    is_main = sync is None or sync.rank == 0
+    if sync is not None:
+        train_ids = _shard(train_ids, sync, data)
+        sync.broadcast_module(model.policy)
+        if not is_main:
+            model.set_logger(Logger(folder=None, output_formats=[]))
+            checkpoint_freq, progress_bar = 0, False
+    sample = _sampler(model, data, batch_size, train_ids, salt=0 if sync is None else sync.rank)
     model.policy.set_training_mode(True)
+    model.updater.sync = sync
     last: dict[str, float] = {}
 
     def every(i: int) -> None:
@@ -177,8 +194,22 @@ def pretrain_world_model(
         metrics = model.updater.train_world_model(sample())
         model.updater.accumulate(metrics)
 
-    _run(model, gradient_steps, step, _make_callback(model, callback, []), progress_bar, "pretrain", every)
+    try:
+        _run(model, gradient_steps, step, _make_callback(model, callback, []), progress_bar, "pretrain", every, sync)
+    finally:
+        model.updater.sync = None
     return last
+
+
+def _shard(episodes: np.ndarray, sync: GradientSync, data: OfflineDataset) -> np.ndarray:
+    """This rank's share of the training episodes (every ``world_size``-th one)."""
+    mine = episodes[sync.rank :: sync.world_size]
+    if len(mine) == 0:
+        raise ValueError(
+            f"{data.source}: {len(episodes)} training episode(s) cannot be shared by {sync.world_size} ranks; "
+            "use more episodes or fewer processes."
+        )
+    return mine
 
 
 def extract_policy(

@@ -10,6 +10,7 @@ from torch.nn.utils import clip_grad_norm_
 
 from pwm_agent.buffers import WindowBatch
 from pwm_agent.objectives import Imagination, discounted_return, imagine, td_lambda_targets
+from pwm_agent.pwm.distributed import GradientSync
 from pwm_agent.pwm.policies import PWMPolicy
 from pwm_agent.world_model import WorldModelLossWeights, world_model_loss
 
@@ -60,6 +61,8 @@ class Updater:
         )
         self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
+        # Set for data-parallel world-model training (see pwm_agent.pwm.distributed).
+        self.sync: GradientSync | None = None
 
     def _autocast(self) -> torch.autocast:
         device = next(self.policy.parameters()).device.type
@@ -98,13 +101,14 @@ class Updater:
         if not update:
             return (rewards * world_model.reward_scale).clamp(-REWARD_CLIP, REWARD_CLIP)
         stats = self.policy.reward_rms
-        stats.update(rewards)
+        stats.update(self.sync.gather(rewards) if self.sync is not None else rewards)
         divisor = torch.maximum(stats.std(0.0), 0.1 * stats.mean.abs()).clamp(min=1e-6)
         world_model.reward_scale.copy_(1.0 / divisor)
         return (rewards * world_model.reward_scale).clamp(-REWARD_CLIP, REWARD_CLIP)
 
-    def train_world_model(self, batch: WindowBatch) -> dict[str, torch.Tensor]:
-        """One world-model gradient step on windows ``[H + 1, B, ...]``."""
+    def world_model_backward(self, batch: WindowBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """World-model loss on windows ``[H + 1, B, ...]`` and its gradients in ``.grad``
+        (averaged over ranks in data-parallel training); no optimiser step."""
         world_model = self.policy.world_model
         rewards = self.reward_targets(batch.rewards)
         with self._autocast():
@@ -113,6 +117,14 @@ class Updater:
             )
         self.model_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.sync is not None:
+            self.sync.average_gradients(world_model.parameters())
+        return loss, parts
+
+    def train_world_model(self, batch: WindowBatch) -> dict[str, torch.Tensor]:
+        """One world-model gradient step on windows ``[H + 1, B, ...]``."""
+        world_model = self.policy.world_model
+        loss, parts = self.world_model_backward(batch)
         grad_norm = clip_grad_norm_(world_model.parameters(), self.config.model_max_grad_norm, foreach=True)
         self.model_optimizer.step()
         return {**parts, "model_loss": loss.detach(), "model_grad_norm": grad_norm}
