@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import torch
 import pytest
 from gymnasium import spaces
 from stable_baselines3 import SAC
@@ -227,3 +228,62 @@ def test_convert_minari_streams_to_arrays(tmp_path: Path) -> None:
     np.testing.assert_array_equal(back.observations, data.observations)
     np.testing.assert_array_equal(back.truncations, data.truncations)
     assert back.observation_space == data.observation_space
+
+
+CHUNKS = Path(__file__).parent / "fixtures" / "tdmpc2_chunks"
+
+
+@pytest.mark.parametrize("version", ["0.8.3", "0.15.3"])
+def test_tdmpc2_chunks_from_real_tensordict(version: str) -> None:
+    """Chunks written by tensordict itself (see make_chunks.py) read without tensordict."""
+    chunk = CHUNKS / f"chunk-tensordict-{version}.pt"
+    data = datasets.load(chunk)
+    assert data.tasks is not None and data.tasks.tolist() == [2, 2, 7, 7]
+    assert data.episode_lengths.tolist() == [10] * 4 and data.observations.shape == (44, 24)
+    steps = np.arange(11)
+    np.testing.assert_allclose(data.episode(1)["observations"][:, 3], 100 + steps + 0.03, rtol=1e-6)
+    np.testing.assert_allclose(data.episode(0)["rewards"], (steps[1:]) / 1000.0, rtol=1e-5)
+    np.testing.assert_allclose(data.episode(2)["actions"][:, 0], np.tanh((200 + steps[1:]) / 50.0), rtol=1e-5)
+    assert data.truncations.sum() == 4 and not data.terminations.any()
+    pendulum = datasets.load(CHUNKS, task="pendulum-swingup") if version == "0.8.3" else None
+    if pendulum is not None:  # a folder of both chunks, filtered and trimmed to the task's dims
+        assert pendulum.num_episodes == 4 and pendulum.observation_dim == 3 and pendulum.action_dim == 1
+        assert set(pendulum.tasks.tolist()) == {7}
+    untrimmed = datasets.load_tdmpc2(chunk, task=[2, "pendulum-swingup"])
+    assert untrimmed.observation_dim == 24 and untrimmed.num_episodes == 4
+
+
+def test_tdmpc2_bad_input(tmp_path: Path) -> None:
+    chunk = CHUNKS / "chunk-tensordict-0.15.3.pt"
+    with pytest.raises(ValueError, match="Unknown task 'walker-sprint'.*Similar: \\['walker-stand'"):
+        datasets.load(chunk, task="walker-sprint")
+    with pytest.raises(DatasetError, match="no episode of task"):
+        datasets.load(chunk, task="cheetah-run")
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(chunk.read_bytes()[:3000])
+    with pytest.raises(DatasetError, match="truncated, corrupt"):
+        datasets.load(broken)
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return (Path.touch, (marker,))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"obs": Payload()}, evil)
+    with pytest.raises(DatasetError, match="holds objects other than"):
+        datasets.load(evil)
+    assert not marker.exists(), "loading a dataset ran code from it"
+
+
+def test_single_task_agent_refuses_multitask_data(tiny: dict) -> None:
+    from pwm_agent import PWM
+
+    data = datasets.load(CHUNKS / "chunk-tensordict-0.15.3.pt")
+    agent = PWM("MlpPolicy", None, observation_space=spaces.Box(-np.inf, np.inf, (24,)),
+                action_space=spaces.Box(-1, 1, (6,)), **tiny)
+    with pytest.raises(ValueError, match="several tasks.*task=..."):
+        agent.pretrain_world_model(data, 1)
+    walker = datasets.load(CHUNKS / "chunk-tensordict-0.15.3.pt", task="walker-run")
+    agent.pretrain_world_model(walker, 2, validation_fraction=0)

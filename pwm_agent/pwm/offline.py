@@ -36,6 +36,11 @@ def _prepare(model: PWM, data: OfflineDataset, tb_log_name: str) -> None:
             f"Expected an OfflineDataset (from pwm_agent.datasets.load / collect / OfflineDataset.from_episodes), "
             f"got {type(data).__name__}."
         )
+    if data.tasks is not None and len(np.unique(np.asarray(data.tasks))) > 1:
+        raise ValueError(
+            f"{data.source} holds several tasks ({sorted(set(np.asarray(data.tasks).tolist()))}); this agent is "
+            "single-task. Select one task when loading (datasets.load(path, task=...))."
+        )
     data.check_spaces(model.observation_space, model.action_space)
     if data.num_windows(model.horizon) == 0:
         raise ValueError(
