@@ -41,6 +41,12 @@ def _prepare(model: PWM, data: OfflineDataset, tb_log_name: str) -> None:
             f"{data.source} holds several tasks ({sorted(set(np.asarray(data.tasks).tolist()))}); this agent is "
             "single-task. Select one task when loading (datasets.load(path, task=...))."
         )
+    bound = model.policy.world_model.bound_task
+    if data.tasks is not None and bound is not None and int(np.asarray(data.tasks)[0]) != bound:
+        raise ValueError(
+            f"{data.source} holds task {int(np.asarray(data.tasks)[0])}, but the agent is bound to task {bound}; "
+            "load the data of the agent's task (datasets.load(path, task=...))."
+        )
     data.check_spaces(model.observation_space, model.action_space)
     if data.num_windows(model.horizon) == 0:
         raise ValueError(

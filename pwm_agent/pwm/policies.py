@@ -46,6 +46,12 @@ class PWMPolicy(BasePolicy):
     :param log_std_min: lower clamp of the actor log-std.
     :param dict_observation_space: the original ``Dict`` space when observations
         are flattened (``MultiInputPolicy``); ``predict`` then accepts dicts.
+    :param task_id: for a multi-task world model (``num_tasks > 0`` in its config), the
+        task this policy acts in; observations and actions of the task's own dims are
+        zero-padded to ``model_obs_dim`` / ``model_action_dim`` inside the world model.
+    :param model_obs_dim: the world model's (padded) observation size (default: the env's).
+    :param model_action_dim: the world model's (padded) action size (default: the env's).
+    :param action_dims: each task's own action size (the world model's action masks).
     """
 
     def __init__(
@@ -62,6 +68,10 @@ class PWMPolicy(BasePolicy):
         log_std_init: float = -1.0,
         log_std_min: float = -1.427,
         dict_observation_space: spaces.Dict | None = None,
+        task_id: int | None = None,
+        model_obs_dim: int | None = None,
+        model_action_dim: int | None = None,
+        action_dims: list[int] | None = None,
     ) -> None:
         super().__init__(observation_space, action_space, squash_output=True)
         if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
@@ -72,7 +82,15 @@ class PWMPolicy(BasePolicy):
         self.dict_observation_space = dict_observation_space
         self.wm_config = make_config(world_model, **(world_model_kwargs or {}))
         obs_dim, act_dim = int(observation_space.shape[0]), int(action_space.shape[0])
-        self.world_model = WorldModel(obs_dim, act_dim, self.wm_config)
+        model_obs, model_act = model_obs_dim or obs_dim, model_action_dim or act_dim
+        if model_obs < obs_dim or model_act < act_dim:
+            raise ValueError(
+                f"The env's obs/action dims ({obs_dim}, {act_dim}) exceed the world model's ({model_obs}, "
+                f"{model_act}); a task must fit the model's padded dims."
+            )
+        self.world_model = WorldModel(model_obs, model_act, self.wm_config, action_dims)
+        if task_id is not None:
+            self.world_model.bind_task(task_id)
         latent = self.wm_config.latent_dim
         activation = activation or self.wm_config.activation
         self.actor = Actor(latent, act_dim, list(actor_arch or [128, 128]), activation, log_std_init, log_std_min)
@@ -90,6 +108,9 @@ class PWMPolicy(BasePolicy):
             log_std_init=log_std_init,
             log_std_min=log_std_min,
         )
+        if task_id is not None or model_obs_dim or model_action_dim or action_dims:
+            self._kwargs.update(task_id=task_id, model_obs_dim=model_obs, model_action_dim=model_act,
+                                action_dims=list(action_dims) if action_dims is not None else None)
 
     def constructor_kwargs(self) -> dict[str, Any]:
         """The network options as plain JSON-friendly values (rebuilds this policy)."""

@@ -21,7 +21,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from pwm_agent.buffers import NoValidWindowError, SequenceReplayBuffer
 from pwm_agent.envs.wrappers import flat_box
 from pwm_agent.datasets.dataset import OfflineDataset
-from pwm_agent.pwm import checks, offline, serialization
+from pwm_agent.pwm import checks, offline, pretrained, serialization
 from pwm_agent.pwm.policies import MlpPolicy, MultiInputPolicy, PWMPolicy
 from pwm_agent.pwm.updates import UpdateConfig, Updater
 
@@ -348,6 +348,38 @@ class PWM(OffPolicyAlgorithm):
                 "to store such transitions as invalid and never train on them."
             )
         self.skipped_transitions += len(bad)
+
+    @classmethod
+    def from_pretrained(
+        cls: type[SelfPWM],
+        path: str,
+        task: str | int,
+        env: GymEnv | str | None = None,
+        task_init: str | int = "mean",
+        freeze_world_model: bool = True,
+        **kwargs: Any,
+    ) -> SelfPWM:
+        """A single-task agent on the world model of a TD-MPC2/PWM multi-task checkpoint.
+
+        The agent acts in the task's own observation and action spaces; padding to the
+        model's dims and the task id are handled inside the world model, so ``predict``
+        takes the task's observation. Actor and critics are new (ready for
+        :meth:`extract_policy` or :meth:`learn`).
+
+        :param path: a checkpoint in either TD-MPC2 key layout (sizes read from the file).
+        :param task: a task name of the checkpoint's set (MT30/MT80) or an id; or any other
+            name for a *new* task, which then needs ``env`` (its spaces must fit the
+            model's padded dims) and gets a new task-embedding row.
+        :param env: the task's env (optional for known tasks: spaces then come from the
+            task table, actions in ``[-1, 1]``).
+        :param task_init: the new task's embedding row: ``"mean"`` of all rows, or a copy
+            of a named (or numbered) task's row.
+        :param freeze_world_model: keep the world model fixed in :meth:`learn`
+            (``model_iterations=0``); ``False`` fine-tunes it on the agent's data.
+        :param kwargs: other :class:`PWM` arguments (``horizon``, ``batch_size``,
+            ``policy_kwargs`` for actor/critic sizes, ...).
+        """
+        return pretrained.from_pretrained(cls, path, task, env, task_init, freeze_world_model, **kwargs)
 
     # ---------------------------------------------------------------- offline
     def pretrain_world_model(

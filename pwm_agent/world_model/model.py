@@ -49,6 +49,9 @@ class WorldModel(nn.Module):
             mlp(c.latent_dim + e, list(c.mlp_dims), 1, act=c.activation) if c.termination_head else None
         )
         self.register_buffer("action_masks", self._build_masks(action_dims))
+        # A bound task (see bind_task): calls without `task` use it, padding inputs.
+        self.bound_task: int | None = None
+        self.register_buffer("_bound_task_id", torch.zeros((), dtype=torch.long), persistent=False)
         # Multiplier applied to environment rewards before they become targets
         # of a scalar reward head (kept with the model so it is self-contained).
         self.register_buffer("reward_scale", torch.ones(()))
@@ -68,6 +71,23 @@ class WorldModel(nn.Module):
                 masks[i, dim:] = 0.0
         return masks
 
+    def bind_task(self, task: int) -> None:
+        """Act as a single-task model of task ``task``: calls without ``task`` use it, and
+        observations/actions narrower than the padded ``obs_dim``/``action_dim`` are
+        zero-padded (the task's own dims, as TD-MPC2's multi-task wrapper pads them)."""
+        if self.task_emb is None or not 0 <= task < self.config.num_tasks:
+            raise ValueError(f"Cannot bind task {task}: the model has {self.config.num_tasks} task(s).")
+        self.bound_task = int(task)
+        self._bound_task_id.fill_(int(task))
+
+    def _resolve(self, x: torch.Tensor, task: torch.Tensor | None, width: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Inputs and task ids for a call: a bound task fills in ``task`` and pads ``x`` to ``width``."""
+        if task is not None or self.bound_task is None:
+            return x, task
+        if x.shape[-1] < width:
+            x = torch.nn.functional.pad(x, (0, width - x.shape[-1]))
+        return x, self._bound_task_id
+
     @property
     def multitask(self) -> bool:
         """Whether the model has a task embedding."""
@@ -86,9 +106,11 @@ class WorldModel(nn.Module):
 
     def encode(self, obs: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         """Observations ``[..., O]`` -> latents ``[..., L]`` (SimNorm-ed)."""
+        obs, task = self._resolve(obs, task, self.obs_dim)
         return self.encoder(self._with_task(obs, task))
 
     def _za(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        action, task = self._resolve(action, task, self.action_dim)
         return torch.cat([self._with_task(z, task), action], dim=-1)
 
     def next(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
@@ -125,6 +147,7 @@ class WorldModel(nn.Module):
         """
         if self.termination_net is None:
             return torch.full(z_next.shape[:-1], -30.0, device=z_next.device, dtype=z_next.dtype)
+        z_next, task = self._resolve(z_next, task, z_next.shape[-1])
         return self.termination_net(self._with_task(z_next, task)).squeeze(-1)
 
     def continuation(self, z_next: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:

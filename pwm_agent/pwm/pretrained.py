@@ -1,0 +1,117 @@
+"""Build a single-task PWM agent on a pretrained multi-task TD-MPC2/PWM world model."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from pwm_agent.checkpoints import TDMPC2Checkpoint, load_checkpoint
+from pwm_agent.envs.task_sets import TaskSpec, task_id
+from pwm_agent.world_model import WorldModel
+
+if TYPE_CHECKING:
+    from pwm_agent.pwm.pwm import PWM
+
+__all__ = ["from_pretrained"]
+
+
+def _env_dims(env: Any) -> tuple[spaces.Space, spaces.Space]:
+    if isinstance(env, str):
+        env = gym.make(env)
+    return env.observation_space, env.action_space
+
+
+def _spaces_for(spec: TaskSpec) -> tuple[spaces.Box, spaces.Box]:
+    """A task's own spaces (dm_control and Meta-World actions live in [-1, 1])."""
+    obs = spaces.Box(-np.inf, np.inf, (spec.obs_dim,), np.float32)
+    return obs, spaces.Box(-1.0, 1.0, (spec.action_dim,), np.float32)
+
+
+def _resolve_task(ckpt: TDMPC2Checkpoint, task: str | int) -> int | None:
+    """The task's id in the checkpoint, or ``None`` for a task it does not know."""
+    num_tasks = ckpt.world_model.config.num_tasks
+    if isinstance(task, int):
+        if not 0 <= task < num_tasks:
+            raise ValueError(f"Task id {task} is outside the checkpoint's 0..{num_tasks - 1}.")
+        return task
+    if ckpt.tasks is not None and task in [spec.name for spec in ckpt.tasks]:
+        return task_id(task, ckpt.tasks)
+    return None
+
+
+def _add_task_row(wm: WorldModel, init: str | int, tasks: Any, action_dim: int) -> dict[str, torch.Tensor]:
+    """State dict of ``wm`` with one more task-embedding row and action-mask row."""
+    state = {k: v.clone() for k, v in wm.state_dict().items()}
+    rows = state["task_emb.weight"]
+    if init == "mean":
+        new_row = rows.mean(0, keepdim=True)
+    else:
+        source = task_id(init, tasks) if isinstance(init, str) and tasks is not None else init
+        if not isinstance(source, int) or not 0 <= source < rows.shape[0]:
+            raise ValueError(f"task_init must be 'mean', a task name of the checkpoint or an id, got {init!r}.")
+        new_row = rows[source : source + 1]
+    state["task_emb.weight"] = torch.cat([rows, new_row])
+    mask = torch.zeros(1, wm.action_dim)
+    mask[0, :action_dim] = 1.0
+    state["action_masks"] = torch.cat([state["action_masks"], mask])
+    return state
+
+
+def from_pretrained(
+    cls: type[PWM],
+    path: str | os.PathLike[str],
+    task: str | int,
+    env: Any = None,
+    task_init: str | int = "mean",
+    freeze_world_model: bool = True,
+    **kwargs: Any,
+) -> PWM:
+    """See :meth:`pwm_agent.PWM.from_pretrained`."""
+    ckpt = load_checkpoint(path, map_location="cpu")
+    wm = ckpt.world_model
+    tid = _resolve_task(ckpt, task)
+    if env is not None:
+        obs_space, act_space = _env_dims(env)
+    elif tid is not None and ckpt.tasks is not None:
+        obs_space, act_space = _spaces_for(ckpt.tasks[tid])
+    else:
+        raise ValueError(
+            f"Task {task!r} is not in the checkpoint's task set: pass `env` (its spaces define the task) and "
+            "optionally `task_init` ('mean' or a task name to copy the embedding from)."
+        )
+    obs_dim, act_dim = int(np.prod(obs_space.shape)), int(np.prod(act_space.shape))
+    if tid is not None and ckpt.tasks is not None:
+        spec = ckpt.tasks[tid]
+        if (obs_dim, act_dim) != (spec.obs_dim, spec.action_dim):
+            raise ValueError(
+                f"The env has obs/action dims ({obs_dim}, {act_dim}) but task {spec.name!r} has "
+                f"({spec.obs_dim}, {spec.action_dim}); pass the env of that task."
+            )
+    if obs_dim > wm.obs_dim or act_dim > wm.action_dim:
+        raise ValueError(
+            f"The env's obs/action dims ({obs_dim}, {act_dim}) exceed the model's padded ({wm.obs_dim}, "
+            f"{wm.action_dim}); this world model cannot represent the task."
+        )
+    config, state = wm.config, wm.state_dict()
+    if tid is None:
+        state = _add_task_row(wm, task_init, ckpt.tasks, act_dim)
+        config = replace(config, num_tasks=config.num_tasks + 1)
+        tid = config.num_tasks - 1
+    action_dims = [int(n) for n in state["action_masks"].sum(1).tolist()]
+    policy_kwargs = {
+        "world_model": config.to_dict(), "task_id": tid, "model_obs_dim": wm.obs_dim,
+        "model_action_dim": wm.action_dim, "action_dims": action_dims, **kwargs.pop("policy_kwargs", {}),
+    }
+    if freeze_world_model:
+        kwargs.setdefault("model_iterations", 0)
+    if env is None:
+        kwargs.update(observation_space=obs_space, action_space=act_space)
+    agent = cls("MlpPolicy", env, policy_kwargs=policy_kwargs, **kwargs)
+    agent.policy.world_model.load_state_dict({**agent.policy.world_model.state_dict(), **state})
+    return agent

@@ -1,0 +1,83 @@
+"""PWM.from_pretrained: a single-task agent on a TD-MPC2 multi-task world model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from pwm_agent import PWM, datasets, load_world_model
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CKPT = FIXTURES / "tdmpc2" / "mt30-1M-current.pt"
+CHUNK = FIXTURES / "tdmpc2_chunks" / "chunk-tensordict-0.15.3.pt"
+SMALL = dict(horizon=4, batch_size=16, critic_minibatches=2, learning_starts=50, seed=0,
+             policy_kwargs=dict(actor_arch=[32], critic_arch=[32]))
+
+
+@torch.no_grad()
+def test_known_task_binds_id_and_dims(tmp_path: Path) -> None:
+    agent = PWM.from_pretrained(CKPT, task="pendulum-swingup", **SMALL)
+    assert agent.observation_space.shape == (3,) and agent.action_space.shape == (1,)
+    wm = agent.policy.world_model
+    assert wm.bound_task == 7 and (wm.obs_dim, wm.action_dim) == (24, 6)
+    reference = load_world_model(CKPT)
+    obs, action = torch.randn(5, 3), torch.rand(5, 1) * 2 - 1
+    task = torch.full((5,), 7)
+    z = reference.encode(torch.nn.functional.pad(obs, (0, 21)), task)
+    torch.testing.assert_close(wm.encode(obs), z)
+    padded = torch.nn.functional.pad(action, (0, 5))
+    torch.testing.assert_close(wm.next(z, action), reference.next(z, padded, task))
+    torch.testing.assert_close(wm.reward(z, action), reference.reward(z, padded, task))
+    action_out, _ = agent.predict(np.zeros(3, np.float32), deterministic=True)
+    assert action_out.shape == (1,)
+    agent.save(tmp_path / "agent")
+    loaded = PWM.load(tmp_path / "agent")
+    assert loaded.policy.world_model.bound_task == 7
+    batch = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict(batch, deterministic=True)[0], agent.predict(batch, deterministic=True)[0])
+
+
+def test_extract_from_tdmpc2_data_and_frozen_learning() -> None:
+    agent = PWM.from_pretrained(CKPT, task="pendulum-swingup", **SMALL)
+    data = datasets.load(CHUNK, task="pendulum-swingup")
+    before = [p.detach().clone() for p in agent.policy.world_model.parameters()]
+    actor = [p.detach().clone() for p in agent.policy.actor.parameters()]
+    agent.extract_policy(data, 5)
+    assert any(not torch.equal(a, b) for a, b in zip(actor, agent.policy.actor.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, agent.policy.world_model.parameters()))
+    walker = datasets.load_tdmpc2(CHUNK, task="walker-run")
+    with pytest.raises(Exception, match="task 2, but the agent is bound to task 7|agent expects"):
+        agent.extract_policy(walker, 1)
+
+
+def test_new_task_gets_an_embedding_row() -> None:
+    reference = load_world_model(CKPT)
+    rows = reference.task_emb.weight.detach()
+    agent = PWM.from_pretrained(CKPT, task="my-pendulum", env="Pendulum-v1", task_init="pendulum-swingup",
+                                freeze_world_model=False, **SMALL)
+    wm = agent.policy.world_model
+    assert wm.config.num_tasks == 31 and wm.bound_task == 30
+    torch.testing.assert_close(wm.task_emb.weight[30], rows[7])
+    assert wm.action_masks[30].tolist() == [1, 0, 0, 0, 0, 0]
+    before = [p.detach().clone() for p in wm.parameters()]
+    agent.learn(80)  # fine-tuned: the world model trains on the new task's data
+    assert any(not torch.equal(a, b) for a, b in zip(before, wm.parameters()))
+    mean = PWM.from_pretrained(CKPT, task="other", env=gym.make("Pendulum-v1"), **SMALL)
+    torch.testing.assert_close(mean.policy.world_model.task_emb.weight[30], rows.mean(0))
+
+
+def test_bad_tasks_and_envs_are_named() -> None:
+    with pytest.raises(ValueError, match="not in the checkpoint's task set: pass `env`"):
+        PWM.from_pretrained(CKPT, task="cheetah-sprint")
+    with pytest.raises(ValueError, match="has \\(3, 1\\).*pass the env of that task"):
+        PWM.from_pretrained(CKPT, task="pendulum-swingup", env="MountainCarContinuous-v0")
+    with pytest.raises(ValueError, match="exceed the model's padded \\(24, 6\\)"):
+        PWM.from_pretrained(CKPT, task="ant", env="Ant-v5")
+    with pytest.raises(ValueError, match="outside the checkpoint's 0..29"):
+        PWM.from_pretrained(CKPT, task=30)
+    with pytest.raises(ValueError, match="Unknown task .nonsense."):
+        PWM.from_pretrained(CKPT, task="x", env="Pendulum-v1", task_init="nonsense")
