@@ -45,7 +45,7 @@ def _worker(rank: int, init_file: str, out: str) -> None:
         agent = _agent(data)
         batch = _global_batch(data, agent)
         half = batch.observations.shape[1] // WORLD
-        local = WindowBatch(*(t[:, rank * half : (rank + 1) * half] for t in batch))
+        local = WindowBatch(*(t[:, rank * half : (rank + 1) * half] for t in batch[:5]))
         agent.updater.sync = GradientSync()
         agent.updater.world_model_backward(local)
         grads = [p.grad.clone() for p in agent.policy.world_model.parameters()]

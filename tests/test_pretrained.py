@@ -81,3 +81,41 @@ def test_bad_tasks_and_envs_are_named() -> None:
         PWM.from_pretrained(CKPT, task=30)
     with pytest.raises(ValueError, match="Unknown task .nonsense."):
         PWM.from_pretrained(CKPT, task="x", env="Pendulum-v1", task_init="nonsense")
+
+
+def test_multitask_pretraining_export_and_per_task_agents(tmp_path: Path) -> None:
+    """Two tasks of different obs dims: padded data, one multi-task world model, saved in
+    TD-MPC2's layout, then a per-task agent extracts a policy for one of them."""
+    from gymnasium import spaces
+
+    from pwm_agent.checkpoints import load_checkpoint, save_world_model
+    from pwm_agent.envs.task_sets import TaskSpec
+
+    pendulum = gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), -1.0, 1.0)
+    data = datasets.concatenate([
+        datasets.collect(pendulum, "random", 300, seed=0).with_task(0),
+        datasets.collect("MountainCarContinuous-v0", "random", 300, seed=0).with_task(1),
+    ], pad=True)
+    assert data.observation_dim == 3 and set(data.tasks.tolist()) == {0, 1}
+    world_model = dict(latent_dim=16, enc_dims=[32], mlp_dims=[32, 32], reward_head="twohot", num_bins=21,
+                       termination_head=False, num_tasks=2, task_dim=8)
+    agent = PWM("MlpPolicy", None, observation_space=spaces.Box(-np.inf, np.inf, (3,), np.float32),
+                action_space=spaces.Box(-1.0, 1.0, (1,), np.float32), seed=0, horizon=4, batch_size=16,
+                policy_kwargs=dict(world_model=world_model, action_dims=[1, 1]))
+    agent.pretrain_world_model(data, 20, validation_fraction=0)
+    batch = data.sample_windows(8, 4, np.random.default_rng(0))
+    assert batch.tasks is not None and set(batch.tasks.tolist()) <= {0, 1}
+    with pytest.raises(ValueError, match="bound to none"):
+        agent.extract_policy(data, 1)
+    specs = [TaskSpec("pendulum", 3, 1, 200), TaskSpec("mountain-car", 2, 1, 999)]
+    path = save_world_model(agent.policy.world_model, tmp_path / "mt2.pt", specs)
+    ckpt = load_checkpoint(path)
+    assert ckpt.tasks == tuple(specs) and ckpt.layout == "current" and ckpt.policy_prior is None
+    obs, task = torch.randn(4, 3), torch.tensor([0, 1, 0, 1])
+    with torch.no_grad():
+        torch.testing.assert_close(ckpt.world_model.encode(obs, task), agent.policy.world_model.encode(obs, task))
+    car = PWM.from_pretrained(path, task="mountain-car", env="MountainCarContinuous-v0", **SMALL)
+    assert car.observation_space.shape == (2,) and car.policy.world_model.bound_task == 1
+    car_data = datasets.collect("MountainCarContinuous-v0", "random", 200, seed=1).with_task(1)
+    car.extract_policy(car_data, 3)
+    assert car.predict(np.zeros(2, np.float32))[0].shape == (1,)

@@ -17,7 +17,8 @@ class WindowBatch(NamedTuple):
     """A batch of windows, time-major.
 
     ``observations [H + 1, B, O]``, ``actions [H, B, A]``, ``rewards [H, B]``,
-    ``terminated [H, B]`` and ``truncated [H, B]`` (floats, 1.0 where true).
+    ``terminated [H, B]`` and ``truncated [H, B]`` (floats, 1.0 where true), and for
+    multi-task data the task id of each window, ``tasks [B]`` (``None`` otherwise).
     """
 
     observations: torch.Tensor
@@ -25,6 +26,7 @@ class WindowBatch(NamedTuple):
     rewards: torch.Tensor
     terminated: torch.Tensor
     truncated: torch.Tensor
+    tasks: torch.Tensor | None = None
 
 
 class NoValidWindowError(RuntimeError):

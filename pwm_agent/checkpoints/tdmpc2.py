@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -27,7 +27,10 @@ from pwm_agent.checkpoints.heads import PolicyPrior, QEnsemble
 from pwm_agent.envs.task_sets import TASK_SETS, TaskSpec
 from pwm_agent.world_model import WorldModel, WorldModelConfig
 
-__all__ = ["CheckpointError", "TDMPC2Checkpoint", "load_checkpoint", "load_world_model"]
+__all__ = ["CheckpointError", "TDMPC2Checkpoint", "load_checkpoint", "load_world_model", "save_world_model"]
+
+# Extra entry of files written by save_world_model: what TD-MPC2's format does not store.
+META_KEY = "pwm_agent"
 
 _FIELDS = ("weight", "bias", "ln.weight", "ln.bias")
 
@@ -60,7 +63,9 @@ class TDMPC2Checkpoint:
         return self.world_model.task_emb(task.long())
 
 
-def _read_state_dict(path: str | os.PathLike[str], map_location: str | torch.device) -> dict[str, Any]:
+def _read_state_dict(
+    path: str | os.PathLike[str], map_location: str | torch.device
+) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         raw = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
@@ -73,7 +78,8 @@ def _read_state_dict(path: str | os.PathLike[str], map_location: str | torch.dev
     state = raw.get("model", raw) if isinstance(raw, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a state dict or {{'model': state_dict}}, got {type(raw).__name__}.")
-    return {key.replace("_orig_mod.", ""): value for key, value in state.items()}
+    meta = raw.get(META_KEY, {}) if isinstance(raw, dict) else {}
+    return {key.replace("_orig_mod.", ""): value for key, value in state.items()}, meta
 
 
 def detect_layout(state: dict[str, Any]) -> str:
@@ -111,9 +117,15 @@ def _encoder_prefix(state: dict[str, Any]) -> str:
     raise CheckpointError("No encoder weights (`_encoder.state.0.weight`): only state-observation models load.")
 
 
-def _task_masks(state: dict[str, Any], num_tasks: int, action_dim: int) -> tuple[torch.Tensor | None, Any]:
-    """Action masks ``[num_tasks, A]`` (from the file, else from the MT30/MT80 table) and the task table."""
-    tasks = {30: TASK_SETS["mt30"], 80: TASK_SETS["mt80"]}.get(num_tasks)
+def _task_masks(
+    state: dict[str, Any], num_tasks: int, action_dim: int, meta: dict[str, Any]
+) -> tuple[torch.Tensor | None, Any]:
+    """Action masks ``[num_tasks, A]`` (from the file, else from the task table) and the task table
+    (the file's own, else MT30/MT80 by the number of tasks)."""
+    if meta.get("tasks"):
+        tasks = tuple(TaskSpec(**spec) for spec in meta["tasks"])
+    else:
+        tasks = {30: TASK_SETS["mt30"], 80: TASK_SETS["mt80"]}.get(num_tasks)
     if "_action_masks" in state:
         return state["_action_masks"].float(), tasks
     if tasks is not None:
@@ -124,7 +136,9 @@ def _task_masks(state: dict[str, Any], num_tasks: int, action_dim: int) -> tuple
     return None, None
 
 
-def _build(state: dict[str, Any], simnorm_dim: int, vmin: float, vmax: float) -> tuple[WorldModel, dict[str, Any]]:
+def _build(
+    state: dict[str, Any], simnorm_dim: int, vmin: float, vmax: float, meta: dict[str, Any]
+) -> tuple[WorldModel, dict[str, Any]]:
     """The world model whose shapes the state dict implies, and the facts read."""
     enc = _encoder_prefix(state)
     emb = state.get("_task_emb.weight")
@@ -135,11 +149,11 @@ def _build(state: dict[str, Any], simnorm_dim: int, vmin: float, vmax: float) ->
     if dyn_hidden != rew_hidden:
         raise CheckpointError(f"Dynamics widths {dyn_hidden} differ from reward widths {rew_hidden}; unsupported.")
     obs_dim, action_dim = enc_in - task_dim, dyn_in - latent - task_dim
-    masks, tasks = _task_masks(state, num_tasks, action_dim)
+    masks, tasks = _task_masks(state, num_tasks, action_dim, meta)
     config = WorldModelConfig(
         latent_dim=latent, enc_dims=tuple(enc_hidden), mlp_dims=tuple(dyn_hidden), simnorm_dim=simnorm_dim,
         reward_head="twohot", num_bins=num_bins, vmin=vmin, vmax=vmax, termination_head=False,
-        num_tasks=num_tasks, task_dim=task_dim, activation="mish",
+        num_tasks=num_tasks, task_dim=task_dim, activation=meta.get("activation", "mish"),
     )
     model = WorldModel(obs_dim, action_dim, config)
     if masks is not None:
@@ -200,10 +214,12 @@ def load_checkpoint(
     :param simnorm_dim, vmin, vmax, log_std_bounds: the config values a file does not
         store (TD-MPC2's defaults; the PWM fork's prior uses log-std bounds ``(-5, 0.5)``).
     """
-    state = _read_state_dict(path, map_location)
+    state, meta = _read_state_dict(path, map_location)
     layout = detect_layout(state)
+    simnorm_dim = int(meta.get("simnorm_dim", simnorm_dim))
+    vmin, vmax = float(meta.get("vmin", vmin)), float(meta.get("vmax", vmax))
     try:
-        model, facts = _build(state, simnorm_dim, vmin, vmax)
+        model, facts = _build(state, simnorm_dim, vmin, vmax, meta)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: does not match the {layout} TD-MPC2 layout. {err}") from err
     wm_state = _world_model_keys(state, facts["encoder"])
@@ -226,7 +242,9 @@ def load_checkpoint(
     target_tensors = _q_tensors(state, target_key, layout)
     q = _q_module(q_tensors, facts["num_bins"], vmin, vmax).eval() if q_tensors else None
     target_q = _q_module(target_tensors, facts["num_bins"], vmin, vmax).eval() if target_tensors else None
-    used = re.compile(r"^(_task_emb|_encoder|_dynamics|_reward|_pi|_Qs|_target_Qs|_detach_Qs|_action_masks|log_std_)")
+    used = re.compile(
+        r"^(_task_emb|_encoder|_dynamics|_reward|_pi|_Qs|_target_Qs|_detach_Qs|_action_masks|log_std_|_termination)"
+    )
     ignored = sorted(k for k in state if not used.match(k))
     return TDMPC2Checkpoint(model, prior, q, target_q, layout, facts["tasks"], ignored)
 
@@ -251,3 +269,36 @@ def load_world_model(path: str | os.PathLike[str], map_location: str | torch.dev
     own action dims).
     """
     return load_checkpoint(Path(path), map_location).world_model
+
+
+def save_world_model(
+    world_model: WorldModel,
+    path: str | os.PathLike[str],
+    tasks: Sequence[TaskSpec] | None = None,
+) -> Path:
+    """Write a multi-task world model as a TD-MPC2 checkpoint (current layout, world model only).
+
+    The file loads with :func:`load_checkpoint` and :meth:`pwm_agent.PWM.from_pretrained`,
+    and its ``model`` entry with TD-MPC2's own key names. What TD-MPC2's format does not
+    store (task names and dims, SimNorm group, bins range, activation) goes in an extra
+    ``"pwm_agent"`` entry of plain values. Written atomically.
+    """
+    config = world_model.config
+    if config.reward_head != "twohot" or config.num_tasks == 0:
+        raise ValueError("The TD-MPC2 layout holds multi-task models with a two-hot reward head.")
+    if tasks is not None and len(tasks) != config.num_tasks:
+        raise ValueError(f"{len(tasks)} task specs for a model of {config.num_tasks} tasks.")
+    renames = (("task_emb.", "_task_emb."), ("encoder.", "_encoder.state."), ("dynamics.", "_dynamics."),
+               ("reward_net.", "_reward."), ("termination_net.", "_termination."))
+    state: dict[str, torch.Tensor] = {"_action_masks": world_model.action_masks.detach().cpu().clone()}
+    for key, value in world_model.state_dict().items():
+        for old, new in renames:
+            if key.startswith(old):
+                state[new + key[len(old):]] = value.detach().cpu().clone()
+    meta = {"simnorm_dim": config.simnorm_dim, "vmin": config.vmin, "vmax": config.vmax,
+            "activation": config.activation, "tasks": [spec._asdict() for spec in tasks or []]}
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    torch.save({"model": state, META_KEY: meta}, tmp)
+    os.replace(tmp, target)
+    return target

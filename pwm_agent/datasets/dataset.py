@@ -173,6 +173,14 @@ class OfflineDataset:
         eps = [{**self.episode(i), **({"task": int(self.tasks[i])} if self.tasks is not None else {})} for i in chosen]
         return OfflineDataset.from_episodes(eps, self.observation_space, self.action_space, source=self.source)
 
+    def with_task(self, task: int) -> OfflineDataset:
+        """The same episodes (arrays shared, not copied) labelled as task ``task``."""
+        return OfflineDataset(
+            self.observations, self.actions, self.rewards, self.terminations, self.truncations,
+            self.episode_lengths, np.full(self.num_episodes, int(task), dtype=np.int64),
+            self.observation_space, self.action_space, self.source, self.skipped_episodes,
+        )
+
     def split_episodes(self, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Split episode ids into ``(train, held_out)`` without copying data; ``held_out``
         gets about ``fraction`` of the episodes (at least one; train keeps at least one).
@@ -283,6 +291,7 @@ class OfflineDataset:
             rewards=put(self.rewards[t_idx]),
             terminated=put(self.terminations[t_idx]),
             truncated=put(self.truncations[t_idx]),
+            tasks=None if self.tasks is None else torch.from_numpy(np.asarray(self.tasks)[ep]).to(device),
         )
 
 
@@ -309,27 +318,41 @@ def _episode_arrays(episode: Mapping[str, Any], index: int, source: str) -> dict
     return {"obs": obs, "act": act, "rew": rew, "term": term, "trunc": trunc}
 
 
-def concatenate(datasets: Sequence[OfflineDataset]) -> OfflineDataset:
-    """Join datasets with the same dims into one (episodes in order); spaces of the first."""
+def _pad(array: np.ndarray, width: int) -> np.ndarray:
+    array = np.asarray(array)
+    return array if array.shape[1] == width else np.pad(array, ((0, 0), (0, width - array.shape[1])))
+
+
+def concatenate(datasets: Sequence[OfflineDataset], pad: bool = False) -> OfflineDataset:
+    """Join datasets into one (episodes in order); spaces of the first.
+
+    With ``pad=True`` (multi-task data of tasks with different dims) observations and
+    actions are zero-padded to the largest dims, as TD-MPC2's multi-task wrapper pads
+    them, and the spaces are dropped; otherwise the dims must be equal.
+    """
     if not datasets:
         raise DatasetError("concatenate needs at least one dataset.")
     dims = {(d.observation_dim, d.action_dim) for d in datasets}
-    if len(dims) > 1:
-        raise DatasetError(f"Cannot concatenate datasets with different (obs, action) dims: {sorted(dims)}.")
+    if len(dims) > 1 and not pad:
+        raise DatasetError(
+            f"Cannot concatenate datasets with different (obs, action) dims: {sorted(dims)} "
+            "(pass pad=True to zero-pad multi-task data to the largest dims)."
+        )
+    obs_width, act_width = max(d[0] for d in dims), max(d[1] for d in dims)
     has_tasks = [d.tasks is not None for d in datasets]
     if any(has_tasks) and not all(has_tasks):
         raise DatasetError("Cannot concatenate multi-task and single-task datasets: give every dataset task ids.")
     first = datasets[0]
     return OfflineDataset(
-        observations=np.concatenate([np.asarray(d.observations) for d in datasets]),
-        actions=np.concatenate([np.asarray(d.actions) for d in datasets]),
+        observations=np.concatenate([_pad(d.observations, obs_width) for d in datasets]),
+        actions=np.concatenate([_pad(d.actions, act_width) for d in datasets]),
         rewards=np.concatenate([np.asarray(d.rewards) for d in datasets]),
         terminations=np.concatenate([np.asarray(d.terminations) for d in datasets]),
         truncations=np.concatenate([np.asarray(d.truncations) for d in datasets]),
         episode_lengths=np.concatenate([d.episode_lengths for d in datasets]),
         tasks=np.concatenate([d.tasks for d in datasets]) if all(has_tasks) else None,  # type: ignore[misc]
-        observation_space=first.observation_space,
-        action_space=first.action_space,
+        observation_space=first.observation_space if len(dims) == 1 else None,
+        action_space=first.action_space if len(dims) == 1 else None,
         source="+".join(d.source for d in datasets),
         skipped_episodes=sum(d.skipped_episodes for d in datasets),
     )

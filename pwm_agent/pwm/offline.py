@@ -36,12 +36,20 @@ def _prepare(model: PWM, data: OfflineDataset, tb_log_name: str) -> None:
             f"Expected an OfflineDataset (from pwm_agent.datasets.load / collect / OfflineDataset.from_episodes), "
             f"got {type(data).__name__}."
         )
-    if data.tasks is not None and len(np.unique(np.asarray(data.tasks))) > 1:
+    world_model = model.policy.world_model
+    bound = world_model.bound_task
+    task_ids = sorted(set(np.asarray(data.tasks).tolist())) if data.tasks is not None else []
+    if world_model.multitask and bound is None:
+        if data.tasks is None or task_ids[-1] >= world_model.config.num_tasks or task_ids[0] < 0:
+            raise ValueError(
+                f"{data.source}: a multi-task world model of {world_model.config.num_tasks} tasks needs data with "
+                f"task ids in 0..{world_model.config.num_tasks - 1}; got {task_ids or 'no task ids'}."
+            )
+    elif len(task_ids) > 1:
         raise ValueError(
-            f"{data.source} holds several tasks ({sorted(set(np.asarray(data.tasks).tolist()))}); this agent is "
-            "single-task. Select one task when loading (datasets.load(path, task=...))."
+            f"{data.source} holds several tasks ({task_ids}); this agent is single-task. Select one task "
+            "when loading (datasets.load(path, task=...))."
         )
-    bound = model.policy.world_model.bound_task
     if data.tasks is not None and bound is not None and int(np.asarray(data.tasks)[0]) != bound:
         raise ValueError(
             f"{data.source} holds task {int(np.asarray(data.tasks)[0])}, but the agent is bound to task {bound}; "
@@ -212,6 +220,16 @@ def pretrain_world_model(
     return last
 
 
+def _require_one_task(model: PWM) -> None:
+    world_model = model.policy.world_model
+    if world_model.multitask and world_model.bound_task is None:
+        raise ValueError(
+            "A policy acts in one task, but this agent's world model is multi-task and bound to none: build a "
+            "per-task agent with PWM.from_pretrained(checkpoint, task=...) (save the world model with "
+            "pwm_agent.checkpoints.save_world_model), or call agent.policy.world_model.bind_task(task_id)."
+        )
+
+
 def _shard(episodes: np.ndarray, sync: GradientSync, data: OfflineDataset) -> np.ndarray:
     """This rank's share of the training episodes (every ``world_size``-th one)."""
     mine = episodes[sync.rank :: sync.world_size]
@@ -238,6 +256,7 @@ def extract_policy(
 ) -> OfflineEvaluation | None:
     """See :meth:`pwm_agent.PWM.extract_policy`. Returns the evaluation callback (or ``None``)."""
     _prepare(model, data, tb_log_name)
+    _require_one_task(model)
     sample = _sampler(model, data, batch_size)
     evaluator = None
     if eval_env is not None:

@@ -253,6 +253,7 @@ class PWM(OffPolicyAlgorithm):
         if self.env is None:
             raise ValueError("This PWM agent has no env: pass one with `set_env(env)` or `PWM.load(path, env=env)`.")
         checks.check_learning_starts(self.learning_starts, self.horizon, self.n_envs)
+        offline._require_one_task(self)
         env_will_reset = reset_num_timesteps or self._last_obs is None
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         if env_will_reset:

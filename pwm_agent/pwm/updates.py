@@ -111,9 +111,11 @@ class Updater:
         (averaged over ranks in data-parallel training); no optimiser step."""
         world_model = self.policy.world_model
         rewards = self.reward_targets(batch.rewards)
+        # A task-bound model pads and supplies its own task id; a multi-task one needs the batch's.
+        tasks = batch.tasks if world_model.bound_task is None else None
         with self._autocast():
             loss, parts = world_model_loss(
-                world_model, batch.observations, batch.actions, rewards, batch.terminated, None, self.loss_weights
+                world_model, batch.observations, batch.actions, rewards, batch.terminated, tasks, self.loss_weights
             )
         self.model_optimizer.zero_grad(set_to_none=True)
         loss.backward()
