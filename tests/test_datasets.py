@@ -192,7 +192,8 @@ def test_array_folder_round_trip_and_memory_map(tmp_path: Path) -> None:
     assert back.action_space == ACTION_SPACE
     a = data.sample_windows(32, 3, np.random.default_rng(1))
     b = back.sample_windows(32, 3, np.random.default_rng(1))
-    for x, y in zip(a, b):
+    assert a.tasks is None and b.tasks is None
+    for x, y in zip(a[:5], b[:5]):
         np.testing.assert_array_equal(x.numpy(), y.numpy())
     raw = sum(getattr(data, n).nbytes for n in ("observations", "actions", "rewards", "terminations", "truncations"))
     stored = sum(f.stat().st_size for f in folder.iterdir())

@@ -205,7 +205,7 @@ class CheckedBuffer(SequenceReplayBuffer):
 
     def sample_windows(self, *args: Any, **kwargs: Any) -> WindowBatch:
         batch = super().sample_windows(*args, **kwargs)
-        for tensor in batch:
+        for tensor in batch[:5]:  # the float fields (tasks is None for replayed data)
             assert bool(tensor.isfinite().all()), "a sampled window holds a non-finite value"
         self.batches += 1
         return batch
@@ -241,7 +241,7 @@ def test_nan_policy_skip_keeps_training():
     assert np.isfinite(rb.observations).all() and np.isfinite(rb.rewards).all()
     for _ in range(20):
         batch = rb.sample_windows(64, model.horizon)
-        assert all(bool(t.isfinite().all()) for t in batch)
+        assert all(bool(t.isfinite().all()) for t in batch[:5])
     for name, param in model.policy.named_parameters():
         assert param.isfinite().all(), name
     assert np.isfinite(model.predict(np.array([1.0, 5.0], np.float32), deterministic=True)[0]).all()

@@ -333,7 +333,8 @@ def test_replay_buffer_round_trip(tmp_path):
     a = rb.sample_windows(8, 4)
     np.random.seed(0)
     b = loaded.sample_windows(8, 4)
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert a.tasks is None and b.tasks is None
+    assert all(torch.equal(x, y) for x, y in zip(a[:5], b[:5]))
     # Training on the loaded buffer starts at once: learning_starts is already passed.
     other.num_timesteps = model.num_timesteps
     other.learn(10, reset_num_timesteps=False)
