@@ -211,8 +211,11 @@ def load_checkpoint(
 
     :param map_location: where tensors go (released files hold CUDA tensors: the
         default ``"cpu"`` reads them anywhere).
-    :param simnorm_dim, vmin, vmax, log_std_bounds: the config values a file does not
-        store (TD-MPC2's defaults; the PWM fork's prior uses log-std bounds ``(-5, 0.5)``).
+    :param simnorm_dim: SimNorm group size (not stored by TD-MPC2's files; 8).
+    :param vmin: lower end of the two-hot bins (not stored; -10).
+    :param vmax: upper end of the two-hot bins (not stored; 10).
+    :param log_std_bounds: the policy prior's log-std range (not stored; TD-MPC2 uses
+        ``(-10, 2)``, the PWM fork ``(-5, 0.5)``).
     """
     state, meta = _read_state_dict(path, map_location)
     layout = detect_layout(state)
