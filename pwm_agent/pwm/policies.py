@@ -17,6 +17,7 @@ from pwm_agent.common.spaces_json import space_from_dict, space_to_dict
 from pwm_agent.envs.wrappers import flatten_observation
 from pwm_agent.pwm.fast_inference import NumpyActor, make_numpy_actor
 from pwm_agent.networks import Actor, CriticEnsemble
+from pwm_agent.planning import MPPIPlanner
 from pwm_agent.world_model import WorldModel, make_config
 
 __all__ = ["PWMPolicy", "MlpPolicy", "MultiInputPolicy"]
@@ -170,6 +171,33 @@ class PWMPolicy(BasePolicy):
         z = self.world_model.encode(observation)  # type: ignore[arg-type]
         return self.actor(z, deterministic=deterministic)
 
+    def observation_batch(self, observation: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+        """``observation`` as float32 ``[O]`` or ``[N, O]`` (dicts flattened), shape-checked."""
+        if isinstance(observation, dict):
+            if self.dict_observation_space is None:
+                raise ValueError("This policy takes Box observations, but a dict was given.")
+            single = all(
+                np.shape(observation.get(key)) == sub.shape
+                for key, sub in self.dict_observation_space.spaces.items()
+            )
+            observation = flatten_observation(self.dict_observation_space, observation, batched=not single)
+        obs = np.asarray(observation, dtype=np.float32)
+        obs_dim = self.observation_space.shape[0]  # type: ignore[index]
+        if obs.shape[-1:] != (obs_dim,) or obs.ndim > 2:
+            raise ValueError(f"Expected an observation of shape ({obs_dim},) or (N, {obs_dim}), got {obs.shape}.")
+        return obs
+
+    def plan(self, observation: np.ndarray | dict[str, np.ndarray], planner: MPPIPlanner,
+             deterministic: bool = True) -> np.ndarray:
+        """Actions in the env's bounds chosen by MPPI planning (``[A]`` or ``[N, A]``)."""
+        obs = self.observation_batch(observation)
+        if self.training:
+            self.set_training_mode(False)
+        batch = torch.from_numpy(np.atleast_2d(obs)).to(self.device)
+        actions = planner.plan(batch, deterministic).cpu().numpy()
+        actions = self.unscale_action(actions[0] if obs.ndim == 1 else actions)
+        return actions  # type: ignore[return-value]
+
     def predict(  # type: ignore[override]
         self,
         observation: np.ndarray | dict[str, np.ndarray],
@@ -183,18 +211,7 @@ class PWMPolicy(BasePolicy):
         :class:`~pwm_agent.pwm.fast_inference.NumpyActor` (same layers, NumPy
         views of the live weights); otherwise one tensor copy and no autograd.
         """
-        if isinstance(observation, dict):
-            if self.dict_observation_space is None:
-                raise ValueError("This policy takes Box observations, but a dict was given.")
-            single = all(
-                np.shape(observation.get(key)) == sub.shape
-                for key, sub in self.dict_observation_space.spaces.items()
-            )
-            observation = flatten_observation(self.dict_observation_space, observation, batched=not single)
-        obs = np.asarray(observation, dtype=np.float32)
-        obs_dim = self.observation_space.shape[0]  # type: ignore[index]
-        if obs.shape[-1:] != (obs_dim,) or obs.ndim > 2:
-            raise ValueError(f"Expected an observation of shape ({obs_dim},) or (N, {obs_dim}), got {obs.shape}.")
+        obs = self.observation_batch(observation)
         fast = self._numpy_actor() if obs.ndim == 1 or obs.shape[0] <= NUMPY_MAX_BATCH else None
         if fast is not None:
             actions = fast(obs, deterministic)

@@ -20,6 +20,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from pwm_agent.buffers import NoValidWindowError, SequenceReplayBuffer
 from pwm_agent.envs.wrappers import flat_box
+from pwm_agent.planning import MPPIConfig, MPPIPlanner
 from pwm_agent.datasets.dataset import OfflineDataset
 from pwm_agent.pwm import checks, offline, pretrained, serialization
 from pwm_agent.pwm.policies import MlpPolicy, MultiInputPolicy, PWMPolicy
@@ -381,6 +382,30 @@ class PWM(OffPolicyAlgorithm):
             ``policy_kwargs`` for actor/critic sizes, ...).
         """
         return pretrained.from_pretrained(cls, path, task, env, task_init, freeze_world_model, **kwargs)
+
+    # ---------------------------------------------------------------- acting
+    def predict(  # type: ignore[override]
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+        plan: bool | MPPIConfig = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Actions for one observation ``[O]`` or a batch ``[N, O]``, as SB3's ``predict``.
+
+        :param plan: ``False`` (default): act with the actor alone (about 0.1 ms on a CPU).
+            ``True`` or an :class:`~pwm_agent.planning.MPPIConfig`: plan with MPPI over the
+            world model, seeded by the actor and bootstrapped by the critics (TD-MPC2
+            style; the paper's planning option). Planning costs ``iterations`` model
+            rollouts of ``horizon`` steps for ``num_samples + num_policy_samples``
+            candidates per observation: milliseconds to tens of milliseconds on a CPU.
+        """
+        if not plan:
+            return self.policy.predict(observation, state, episode_start, deterministic)
+        config = plan if isinstance(plan, MPPIConfig) else MPPIConfig()
+        planner = MPPIPlanner(self.policy.world_model, self.policy.actor, self.policy.critic, self.gamma, config)
+        return self.policy.plan(observation, planner, deterministic), state
 
     # ---------------------------------------------------------------- offline
     def pretrain_world_model(
