@@ -102,7 +102,8 @@ def test_multitask_pretraining_export_and_per_task_agents(tmp_path: Path) -> Non
     agent = PWM("MlpPolicy", None, observation_space=spaces.Box(-np.inf, np.inf, (3,), np.float32),
                 action_space=spaces.Box(-1.0, 1.0, (1,), np.float32), seed=0, horizon=4, batch_size=16,
                 policy_kwargs=dict(world_model=world_model, action_dims=[1, 1]))
-    agent.pretrain_world_model(data, 20, validation_fraction=0)
+    val = agent.pretrain_world_model(data, 20, eval_freq=10, validation_fraction=0.3)
+    assert np.isfinite(val["loss"])
     batch = data.sample_windows(8, 4, np.random.default_rng(0))
     assert batch.tasks is not None and set(batch.tasks.tolist()) <= {0, 1}
     with pytest.raises(ValueError, match="bound to none"):

@@ -156,11 +156,11 @@ def _validation_batch(model: PWM, data: OfflineDataset, held_out: np.ndarray) ->
 @torch.no_grad()
 def validation_loss(model: PWM, batch: WindowBatch) -> dict[str, float]:
     """World-model loss and its parts on a held-out batch (no parameter or statistic changes)."""
-    updater = model.updater
+    updater, world_model = model.updater, model.policy.world_model
     rewards = updater.reward_targets(batch.rewards, update=False)
+    tasks = batch.tasks if world_model.bound_task is None else None
     loss, parts = world_model_loss(
-        model.policy.world_model, batch.observations, batch.actions, rewards, batch.terminated, None,
-        updater.loss_weights,
+        world_model, batch.observations, batch.actions, rewards, batch.terminated, tasks, updater.loss_weights
     )
     return {"loss": float(loss), **{k: float(v) for k, v in parts.items()}}
 
