@@ -41,7 +41,7 @@ setup(
     package_data={"pwm_agent": ["py.typed"]},
     python_requires=">=3.10",
     install_requires=[
-        "torch>=2.3",
+        "torch>=2.5",  # torch.serialization.safe_globals (pickle-free TD-MPC2 data)
         "gymnasium>=1.0",
         "stable-baselines3>=2.6",
         "numpy>=1.24",

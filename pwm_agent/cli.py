@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         "pretrain", help="pre-train a world model on a dataset (data-parallel under torchrun)",
         description="Pre-train a world model. Under `torchrun --nproc-per-node N pwm-agent pretrain ...` "
                     "each rank trains on its shard of the episodes and gradients are averaged; rank 0 saves.")
-    p.add_argument("--data", required=True, help="Minari dataset folder or local dataset id")
+    p.add_argument("--data", required=True, help="Minari dataset (folder or id), array folder or TD-MPC2 chunks")
+    p.add_argument("--task", default=None, help="for TD-MPC2 data: keep this task (name or id)")
     p.add_argument("--gradient-steps", type=int, required=True, help="world-model gradient steps")
     p.add_argument("--batch-size", type=int, default=None, help="windows per step (default: the agent's)")
     p.add_argument("--validation-fraction", type=float, default=0.05, help="held-out episodes (0: none)")
@@ -88,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = commands["extract"] = sub.add_parser("extract", help="extract a policy from a (pre-trained) world model and a dataset")
-    p.add_argument("--data", required=True, help="Minari dataset folder or local dataset id")
+    p.add_argument("--data", required=True, help="Minari dataset (folder or id), array folder or TD-MPC2 chunks")
+    p.add_argument("--task", default=None, help="for TD-MPC2 data: keep this task (name or id)")
     p.add_argument("--gradient-steps", type=int, required=True, help="actor/critic updates")
     p.add_argument("--batch-size", type=int, default=None, help="start states per update (default: the agent's)")
     p.add_argument("--fine-tune-world-model", action="store_true", help="also train the world model")
@@ -150,9 +152,14 @@ def _agent(args: argparse.Namespace, data: Any = None, env: Any = None) -> Any:
     kwargs = dict(args.pwm_kwargs)
     kwargs.setdefault("seed", args.seed)
     if env is None:
-        kwargs.update(observation_space=data.observation_space, action_space=data.action_space)
+        obs_space, action_space = data.spaces()
+        kwargs.update(observation_space=obs_space, action_space=action_space)
     return PWM("MlpPolicy", env, device=args.device, tensorboard_log=args.tensorboard_log,
                verbose=args.verbose, **kwargs)
+
+
+def _task(value: str | None) -> str | int | None:
+    return int(value) if value is not None and value.isdigit() else value
 
 
 def _policy(args: argparse.Namespace) -> Any:
@@ -180,7 +187,7 @@ def _collect(args: argparse.Namespace) -> None:
 def _pretrain(args: argparse.Namespace) -> None:
     from pwm_agent import datasets
 
-    data = datasets.load(args.data)
+    data = datasets.load(args.data, task=_task(args.task))
     agent = _agent(args, data=data)
     val = agent.pretrain_world_model(data, args.gradient_steps, args.batch_size, args.validation_fraction,
                                      args.eval_freq, args.checkpoint_freq, args.checkpoint_path,
@@ -199,7 +206,7 @@ def _is_main_rank() -> bool:
 def _extract(args: argparse.Namespace) -> None:
     from pwm_agent import datasets
 
-    data = datasets.load(args.data)
+    data = datasets.load(args.data, task=_task(args.task))
     agent = _agent(args, data=data)
     evaluation = agent.extract_policy(data, args.gradient_steps, args.batch_size, args.fine_tune_world_model,
                                       args.eval_env, args.eval_freq, args.eval_episodes,

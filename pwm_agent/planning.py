@@ -35,6 +35,13 @@ class MPPIConfig:
     max_std: float = 2.0
     temperature: float = 0.5
 
+    def __post_init__(self) -> None:
+        for name in ("horizon", "iterations", "num_samples", "num_elites"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"MPPIConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.num_policy_samples < 0 or not 0 < self.min_std <= self.max_std or self.temperature <= 0:
+            raise ValueError("MPPIConfig needs num_policy_samples >= 0, 0 < min_std <= max_std and temperature > 0.")
+
 
 class MPPIPlanner:
     """Plans actions in ``[-1, 1]`` for a batch of observations ``[N, O]``.

@@ -55,3 +55,14 @@ def test_config_errors(tmp_path: Path) -> None:
         main(["pretrain", "--config", str(config), "--data", "x", "--gradient-steps", "1", "--out", "y"])
     with pytest.raises(SystemExit):
         main(["pretrain", "--data", "x"])  # missing required options: argparse exits
+
+
+def test_pretrain_on_tdmpc2_chunks_with_task(tmp_path: Path) -> None:
+    """TD-MPC2 data has no spaces: the command builds them from the data's dims."""
+    chunk = Path(__file__).parent / "fixtures" / "tdmpc2_chunks" / "chunk-tensordict-0.15.3.pt"
+    model = tmp_path / "wm.zip"
+    assert main(["pretrain", "--data", str(chunk), "--task", "pendulum-swingup", "--gradient-steps", "3",
+                 "--validation-fraction", "0", "--pwm-kwargs", TINY, "--out", str(model), "--verbose", "0",
+                 "--no-progress"]) == 0
+    agent = PWM.load(model)
+    assert agent.observation_space.shape == (3,) and agent.action_space.shape == (1,)

@@ -54,10 +54,32 @@ def _worker(rank: int, init_file: str, out: str) -> None:
         fresh = _agent(data)
         fresh.pretrain_world_model(data, 6, checkpoint_freq=6, checkpoint_path=out, validation_fraction=0.2)
         params = [p.detach().clone() for p in fresh.policy.parameters()]
-        torch.save({"grads": grads, "params": params, "scale": fresh.policy.world_model.reward_scale.clone()},
-                   os.path.join(out, f"rank{rank}.pt"))
+        multitask = _multitask_run()
+        torch.save({"grads": grads, "params": params, "scale": fresh.policy.world_model.reward_scale.clone(),
+                    "multitask": multitask}, os.path.join(out, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
+
+
+def _multitask_run() -> list[torch.Tensor]:
+    """Pretrain a 2-task world model whose embedding rows have norms above 1, with episodes
+    of alternating tasks so that rank 0 sees only task 0 and rank 1 only task 1 (each rank
+    looks up, and max-norm rescales, a different row); returns the world-model parameters."""
+    import numpy as np
+    from gymnasium import spaces
+
+    base = _data()
+    data = datasets.OfflineDataset(base.observations, base.actions, base.rewards, base.terminations,
+                                   base.truncations, base.episode_lengths, np.arange(base.num_episodes) % 2)
+    agent = PWM("MlpPolicy", None, observation_space=spaces.Box(-np.inf, np.inf, (3,), np.float32),
+                action_space=spaces.Box(-2.0, 2.0, (1,), np.float32), seed=0,
+                **tiny_kwargs(policy_kwargs=dict(world_model="small", world_model_kwargs=dict(
+                    latent_dim=16, enc_dims=[32], mlp_dims=[32, 32], num_tasks=2, task_dim=4))))
+    with torch.no_grad():
+        emb = agent.policy.world_model.task_emb.weight
+        emb.copy_(3.0 * emb / emb.norm(dim=1, keepdim=True))  # norm 3: every row needs the max-norm rescale
+    agent.pretrain_world_model(data, 4, validation_fraction=0)
+    return [p.detach().clone() for p in agent.policy.world_model.parameters()]
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +97,12 @@ def test_averaged_gradient_equals_single_process_gradient(ranks: tuple[Path, lis
     for rank in results:
         for single, averaged in zip(agent.policy.world_model.parameters(), rank["grads"]):
             torch.testing.assert_close(averaged, single.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_multitask_ranks_stay_identical(ranks: tuple[Path, list[dict[str, Any]]]) -> None:
+    _, results = ranks
+    for a, b in zip(results[0]["multitask"], results[1]["multitask"]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_ranks_stay_identical_and_rank0_checkpoint_loads(ranks: tuple[Path, list[dict[str, Any]]]) -> None:

@@ -77,3 +77,12 @@ def test_pwm_trains_on_an_mt30_env(tiny: dict) -> None:
     agent = PWM("MlpPolicy", "pwm_agent/reacher-three-easy", seed=0, **tiny)
     agent.learn(80)
     assert agent.predict(np.zeros(8, np.float32))[0].shape == (3,)
+
+
+def test_unseeded_envs_start_differently_and_seeded_ones_repeat() -> None:
+    a, b = gym.make("pwm_agent/cartpole-swingup"), gym.make("pwm_agent/cartpole-swingup")
+    first_a, first_b = a.reset()[0], b.reset()[0]
+    assert not np.array_equal(first_a, first_b), "unseeded instances must not share initial states"
+    np.testing.assert_array_equal(a.reset(seed=7)[0], b.reset(seed=7)[0])
+    after_a, after_b = a.reset()[0], b.reset()[0]  # the seed carries on to the next episodes
+    np.testing.assert_array_equal(after_a, after_b)

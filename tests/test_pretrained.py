@@ -120,3 +120,27 @@ def test_multitask_pretraining_export_and_per_task_agents(tmp_path: Path) -> Non
     car_data = datasets.collect("MountainCarContinuous-v0", "random", 200, seed=1).with_task(1)
     car.extract_policy(car_data, 3)
     assert car.predict(np.zeros(2, np.float32))[0].shape == (1,)
+
+
+def test_fine_tuning_a_frozen_pretrained_agent_trains_the_world_model() -> None:
+    agent = PWM.from_pretrained(CKPT, task="pendulum-swingup", **SMALL)
+    assert agent.update_config.model_iterations == 0
+    data = datasets.load(CHUNK, task="pendulum-swingup")
+    before = [p.detach().clone() for p in agent.policy.world_model.parameters()]
+    agent.extract_policy(data, 2, fine_tune_world_model=True)
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.policy.world_model.parameters()))
+    assert agent.policy.world_model.bound_task == PWM.from_pretrained(CKPT, task=np.int64(7), **SMALL).policy.world_model.bound_task
+
+
+def test_termination_head_survives_the_tdmpc2_layout(tmp_path: Path) -> None:
+    from pwm_agent.checkpoints import load_checkpoint, save_world_model
+    from pwm_agent.world_model import WorldModel, WorldModelConfig
+
+    config = WorldModelConfig(latent_dim=16, enc_dims=(32,), mlp_dims=(32, 32), reward_head="twohot", num_bins=11,
+                              num_tasks=2, task_dim=4)
+    wm = WorldModel(5, 2, config, action_dims=[2, 1])
+    loaded = load_checkpoint(save_world_model(wm, tmp_path / "t.pt")).world_model
+    z, task = torch.rand(3, 16), torch.tensor([0, 1, 1])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.continuation(z, task), wm.continuation(z, task))
+    assert loaded.config.termination_head

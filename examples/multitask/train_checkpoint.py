@@ -77,14 +77,14 @@ def specs() -> list[TaskSpec]:
     return [MT30[task_id(name, MT30)] for name in TASKS]
 
 
-def pretrain(out: Path, steps: int) -> dict[str, Any]:
+def pretrain(out: Path, steps: int, batch_size: int) -> dict[str, Any]:
     """Stage 2: one multi-task world model on all tasks' data."""
     tasks = specs()
     data = datasets.concatenate([datasets.load(out / f"{t.name}-v0").with_task(i) for i, t in enumerate(tasks)],
                                 pad=True)
     obs_dim, act_dim = max(t.obs_dim for t in tasks), max(t.action_dim for t in tasks)
     agent = PWM(
-        "MlpPolicy", None, seed=0, batch_size=256, horizon=5,
+        "MlpPolicy", None, seed=0, batch_size=batch_size, horizon=5,
         observation_space=spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
         action_space=spaces.Box(-1.0, 1.0, (act_dim,), np.float32),
         policy_kwargs=dict(world_model="tdmpc2-1M",
@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--policy-steps", type=int, default=10_000)
     parser.add_argument("--random-steps", type=int, default=5_000)
     parser.add_argument("--pretrain-steps", type=int, default=20_000)
+    parser.add_argument("--pretrain-batch", type=int, default=128)
     parser.add_argument("--extract-steps", type=int, default=5_000)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
@@ -137,7 +138,7 @@ def main() -> None:
                 logger.info("data %s", row)
                 report_path.write_text(json.dumps(report, indent=1))
     if not list(args.out.glob("mt*-1M.pt")):
-        report["pretrain"] = pretrain(args.out, args.pretrain_steps)
+        report["pretrain"] = pretrain(args.out, args.pretrain_steps, args.pretrain_batch)
         logger.info("pretrain %s", report["pretrain"])
         report_path.write_text(json.dumps(report, indent=1))
     if "extract" not in report:

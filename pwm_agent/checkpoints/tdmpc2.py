@@ -123,11 +123,19 @@ def _task_masks(
     """Action masks ``[num_tasks, A]`` (from the file, else from the task table) and the task table
     (the file's own, else MT30/MT80 by the number of tasks)."""
     if meta.get("tasks"):
-        tasks = tuple(TaskSpec(**spec) for spec in meta["tasks"])
+        try:
+            tasks = tuple(TaskSpec(**spec) for spec in meta["tasks"])
+        except TypeError as err:
+            raise CheckpointError(f"The file's task table is malformed ({err}).") from err
+        if len(tasks) != num_tasks:
+            raise CheckpointError(f"The file's task table lists {len(tasks)} tasks for {num_tasks} embedding rows.")
     else:
         tasks = {30: TASK_SETS["mt30"], 80: TASK_SETS["mt80"]}.get(num_tasks)
     if "_action_masks" in state:
-        return state["_action_masks"].float(), tasks
+        masks = state["_action_masks"]
+        if tuple(masks.shape) != (num_tasks, action_dim):
+            raise CheckpointError(f"`_action_masks` has shape {tuple(masks.shape)}, expected ({num_tasks}, {action_dim}).")
+        return masks.float(), tasks
     if tasks is not None:
         masks = torch.zeros(num_tasks, action_dim)
         for i, spec in enumerate(tasks):
@@ -152,7 +160,8 @@ def _build(
     masks, tasks = _task_masks(state, num_tasks, action_dim, meta)
     config = WorldModelConfig(
         latent_dim=latent, enc_dims=tuple(enc_hidden), mlp_dims=tuple(dyn_hidden), simnorm_dim=simnorm_dim,
-        reward_head="twohot", num_bins=num_bins, vmin=vmin, vmax=vmax, termination_head=False,
+        reward_head="twohot", num_bins=num_bins, vmin=vmin, vmax=vmax,
+        termination_head="_termination.0.weight" in state,
         num_tasks=num_tasks, task_dim=task_dim, activation=meta.get("activation", "mish"),
     )
     model = WorldModel(obs_dim, action_dim, config)
@@ -162,7 +171,10 @@ def _build(
 
 
 def _world_model_keys(state: dict[str, Any], enc: str) -> dict[str, torch.Tensor]:
-    renames = (("_task_emb.", "task_emb."), (enc, "encoder."), ("_dynamics.", "dynamics."), ("_reward.", "reward_net."))
+    renames = (
+        ("_task_emb.", "task_emb."), (enc, "encoder."), ("_dynamics.", "dynamics."), ("_reward.", "reward_net."),
+        ("_termination.", "termination_net."),
+    )
     out = {}
     for key, value in state.items():
         for old, new in renames:
@@ -291,6 +303,13 @@ def save_world_model(
         raise ValueError("The TD-MPC2 layout holds multi-task models with a two-hot reward head.")
     if tasks is not None and len(tasks) != config.num_tasks:
         raise ValueError(f"{len(tasks)} task specs for a model of {config.num_tasks} tasks.")
+    for i, spec in enumerate(tasks or []):
+        used = int(world_model.action_masks[i].sum())
+        if spec.obs_dim > world_model.obs_dim or spec.action_dim != used:
+            raise ValueError(
+                f"Task {spec.name!r} (obs {spec.obs_dim}, action {spec.action_dim}) does not fit the model's padded "
+                f"obs {world_model.obs_dim} and its action mask of {used} dims for task {i}."
+            )
     renames = (("task_emb.", "_task_emb."), ("encoder.", "_encoder.state."), ("dynamics.", "_dynamics."),
                ("reward_net.", "_reward."), ("termination_net.", "_termination."))
     state: dict[str, torch.Tensor] = {"_action_masks": world_model.action_masks.detach().cpu().clone()}

@@ -57,12 +57,12 @@ def load(
         folders always raise.
     """
     path = Path(path_or_id)
+    if task is not None and not (path.suffix == ".pt" or (path.is_dir() and any(path.glob("*.pt")))):
+        raise ValueError("`task` selects tasks of TD-MPC2 data only; this is not a TD-MPC2 chunk or folder.")
     if is_array_dataset(path):
         data = load_arrays(path)
         data.check_finite()
         return data
     if path.suffix == ".pt" or (path.is_dir() and any(path.glob("*.pt"))):
         return load_tdmpc2(path, task, task_set, nan_policy=nan_policy)
-    if task is not None:
-        raise ValueError("`task` selects tasks of TD-MPC2 data only; this is not a TD-MPC2 chunk or folder.")
     return load_minari(path_or_id, nan_policy=nan_policy)

@@ -152,6 +152,13 @@ class OfflineDataset:
     def __len__(self) -> int:
         return self.num_transitions
 
+    def spaces(self) -> tuple[spaces.Box, spaces.Box]:
+        """The dataset's spaces; when it has none (TD-MPC2 chunks, padded multi-task data),
+        unbounded observations and actions in ``[-1, 1]`` of its dims (TD-MPC2's convention)."""
+        obs = self.observation_space or spaces.Box(-np.inf, np.inf, (self.observation_dim,), np.float32)
+        act = self.action_space or spaces.Box(-1.0, 1.0, (self.action_dim,), np.float32)
+        return obs, act
+
     def episode_returns(self) -> np.ndarray:
         """Undiscounted return of each episode, ``[E]``."""
         return np.add.reduceat(np.asarray(self.rewards, dtype=np.float64), self._offsets[:-1])

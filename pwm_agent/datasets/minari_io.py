@@ -61,8 +61,8 @@ def _read_spaces(data_path: Path) -> dict[str, Any]:
         metadata = json.loads((data_path / "metadata.json").read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise DatasetError(f"{data_path / 'metadata.json'} is unreadable ({err}); the dataset is corrupt.") from err
-    for key in ("observation_space", "action_space", "data_format", "total_episodes"):
-        if key not in metadata:
+    for key in ("observation_space", "action_space", "data_format", "total_episodes", "total_steps"):
+        if metadata.get(key) is None:
             raise DatasetError(
                 f"{data_path / 'metadata.json'} lacks {key!r}. pwm_agent only reads datasets that store their "
                 "spaces (it never instantiates the env named in a file); re-save it with minari >= 0.4."

@@ -37,8 +37,11 @@ class DMControlTaskEnv(gym.Env):
         from pwm_agent.envs.dmc_tasks import make_dm_env
 
         self.task, self.action_repeat, self.render_mode = task, action_repeat, render_mode
-        self._make = make_dm_env
-        self._env = make_dm_env(task, np.random.RandomState(0))
+        # dm_control draws initial states from this RandomState (the task keeps a reference):
+        # reseeded in place from Gymnasium's np_random on the first and on every seeded reset.
+        self._dm_random = np.random.RandomState(0)
+        self._seeded = False
+        self._env = make_dm_env(task, self._dm_random)
         spec = self._env.action_spec()
         self._low, self._high = spec.minimum.astype(np.float64), spec.maximum.astype(np.float64)
         obs_dim = sum(int(np.prod(v.shape)) for v in self._env.observation_spec().values())
@@ -51,8 +54,9 @@ class DMControlTaskEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
-        if seed is not None:  # dm_control draws initial states from the task's own RandomState
-            self._env = self._make(self.task, np.random.RandomState(seed))
+        if seed is not None or not self._seeded:
+            self._dm_random.seed(int(self.np_random.integers(2**31 - 1)))
+            self._seeded = True
         return self._flat(self._env.reset().observation), {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:

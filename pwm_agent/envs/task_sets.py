@@ -111,7 +111,8 @@ TASK_SETS: dict[str, tuple[TaskSpec, ...]] = {"mt30": MT30, "mt80": MT80}
 def task_id(task: str | int, tasks: Sequence[TaskSpec] = MT80) -> int:
     """The id of ``task`` (a name or an id) in ``tasks``; a clear error when unknown."""
     names = [spec.name for spec in tasks]
-    if isinstance(task, int):
+    if not isinstance(task, str):
+        task = int(task)  # numpy integers too
         if not 0 <= task < len(names):
             raise ValueError(f"Task id {task} is outside the task set's 0..{len(names) - 1}.")
         return task

@@ -184,10 +184,18 @@ def pretrain_world_model(
     train_ids, val_batch = np.arange(data.num_episodes), None
     if validation_fraction > 0 and data.num_episodes >= 2:
         train_ids, held_ids = data.split_episodes(validation_fraction, seed=model.seed or 0)
-        val_batch = _validation_batch(model, data, held_ids)
+        if data.num_windows(model.horizon, train_ids) == 0:  # keep every usable episode for training
+            train_ids = np.arange(data.num_episodes)
+        else:
+            val_batch = _validation_batch(model, data, held_ids)
     is_main = sync is None or sync.rank == 0
     if sync is not None:
         train_ids = _shard(train_ids, sync, data)
+        if not sync.all_true(data.num_windows(model.horizon, train_ids) > 0):
+            raise ValueError(
+                f"{data.source}: some rank's share of the episodes has none of {model.horizon} transitions; "
+                "use fewer processes or longer episodes."
+            )
         sync.broadcast_module(model.policy)
         if not is_main:
             model.set_logger(Logger(folder=None, output_formats=[]))
@@ -199,7 +207,7 @@ def pretrain_world_model(
 
     def every(i: int) -> None:
         nonlocal last
-        if val_batch is not None and (i % eval_freq == 0 or i == gradient_steps):
+        if val_batch is not None and ((eval_freq > 0 and i % eval_freq == 0) or i == gradient_steps):
             last = validation_loss(model, val_batch)
             for key, value in last.items():
                 model.logger.record(f"pretrain/val_{key}", value)
@@ -264,6 +272,8 @@ def extract_policy(
     model.policy.set_training_mode(True)
     updater = model.updater
     optimizers = [updater.actor_optimizer, updater.critic_optimizer]
+    # Fine-tuning trains the world model even when the agent's own setting freezes it.
+    model_steps = max(updater.config.model_iterations, 1) if fine_tune_world_model else 0
 
     done = [0]
 
@@ -271,7 +281,7 @@ def extract_policy(
         # The actor/critic learning rate follows the agent's schedule over this call.
         model._current_progress_remaining = 1.0 - done[0] / max(gradient_steps, 1)
         model._update_learning_rate(optimizers)
-        updater.update(sample(), sample, train_model=fine_tune_world_model)
+        updater.update(sample(), sample, model_steps=model_steps)
         done[0] += 1
 
     def every(i: int) -> None:

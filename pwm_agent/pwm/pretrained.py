@@ -36,10 +36,13 @@ def _spaces_for(spec: TaskSpec) -> tuple[spaces.Box, spaces.Box]:
 def _resolve_task(ckpt: TDMPC2Checkpoint, task: str | int) -> int | None:
     """The task's id in the checkpoint, or ``None`` for a task it does not know."""
     num_tasks = ckpt.world_model.config.num_tasks
-    if isinstance(task, int):
+    if isinstance(task, (int, np.integer)) and not isinstance(task, bool):
+        task = int(task)
         if not 0 <= task < num_tasks:
             raise ValueError(f"Task id {task} is outside the checkpoint's 0..{num_tasks - 1}.")
         return task
+    if not isinstance(task, str):
+        raise TypeError(f"task must be a task name or an integer id, got {type(task).__name__}.")
     if ckpt.tasks is not None and task in [spec.name for spec in ckpt.tasks]:
         return task_id(task, ckpt.tasks)
     return None

@@ -186,6 +186,8 @@ class PWM(OffPolicyAlgorithm):
         self._n_offline_updates = 0
         self._raw_last_obs: np.ndarray | None = None
         self._dict_observation_space: spaces.Dict | None = None
+        if log_every < 1:
+            raise ValueError(f"log_every must be >= 1 (updates between metric records), got {log_every}.")
         if self.env is not None:
             self._dict_observation_space = checks.check_env_spaces(self.env, policy)
             checks.check_learning_starts(learning_starts, horizon, self.n_envs)

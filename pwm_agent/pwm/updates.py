@@ -68,12 +68,14 @@ class Updater:
         device = next(self.policy.parameters()).device.type
         return torch.autocast(device, dtype=torch.bfloat16, enabled=self.config.use_bf16)
 
-    def update(self, batch: WindowBatch, sample_batch: Callable[[], WindowBatch], train_model: bool = True) -> None:
-        """World-model step(s) on ``batch`` (more batches from ``sample_batch``; none
-        when ``train_model`` is false), then an actor step from
+    def update(
+        self, batch: WindowBatch, sample_batch: Callable[[], WindowBatch], model_steps: int | None = None
+    ) -> None:
+        """World-model step(s) on ``batch`` (more batches from ``sample_batch``;
+        ``model_steps`` of them, default ``model_iterations``), then an actor step from
         ``batch.observations[0]``, then critic steps."""
         metrics: dict[str, torch.Tensor] = {}
-        for i in range(self.config.model_iterations if train_model else 0):
+        for i in range(self.config.model_iterations if model_steps is None else model_steps):
             metrics = self.train_world_model(batch if i == 0 else sample_batch())
         imagination, actor_metrics = self.train_actor(batch.observations[0])
         metrics.update(actor_metrics)
@@ -110,6 +112,13 @@ class Updater:
         """World-model loss on windows ``[H + 1, B, ...]`` and its gradients in ``.grad``
         (averaged over ranks in data-parallel training); no optimiser step."""
         world_model = self.policy.world_model
+        if self.sync is not None and world_model.task_emb is not None:
+            # Lookups rescale only the rows they touch (max_norm), and ranks touch different
+            # rows: rescale every row first so that all ranks keep identical weights.
+            with torch.no_grad():
+                emb = world_model.task_emb
+                torch.embedding_renorm_(emb.weight, torch.arange(emb.num_embeddings, device=emb.weight.device),
+                                        emb.max_norm, emb.norm_type)
         rewards = self.reward_targets(batch.rewards)
         # A task-bound model pads and supplies its own task id; a multi-task one needs the batch's.
         tasks = batch.tasks if world_model.bound_task is None else None
