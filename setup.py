@@ -38,7 +38,7 @@ setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     packages=find_packages(include=["pwm_agent", "pwm_agent.*"]),
-    package_data={"pwm_agent": ["py.typed"]},
+    package_data={"pwm_agent": ["py.typed", "pretrained/*.pt", "pretrained/*/*/*.npy", "pretrained/*/*/*.json"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.5",  # torch.serialization.safe_globals (pickle-free TD-MPC2 data)

@@ -122,10 +122,14 @@ def main() -> None:
     parser.add_argument("--pretrain-batch", type=int, default=128)
     parser.add_argument("--extract-steps", type=int, default=5_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--ship", default=None, help="copy the result into this folder (pwm_agent/pretrained)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
+    settings = args.out / "settings.json"
+    if not settings.exists():
+        settings.write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
     report_path = args.out / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     ctx = mp.get_context("spawn")
@@ -148,6 +152,35 @@ def main() -> None:
         report_path.write_text(json.dumps(report, indent=1))
     for row in report["extract"]:
         logger.info("extract %s", row)
+    if args.ship:
+        ship(args.out, Path(args.ship))
+
+
+def ship(out: Path, target: Path) -> None:
+    """Stage 4: copy the checkpoint and, per task, 2 policy + 2 random episodes (array
+    folders, for the demo's policy extraction) into ``target`` (the package's data)."""
+    import shutil
+
+    target.mkdir(parents=True, exist_ok=True)
+    checkpoint = next(out.glob("mt*-1M.pt"))
+    shutil.copy(checkpoint, target / checkpoint.name)
+    for name in TASKS:
+        data = datasets.load(out / f"{name}-v0")
+        n = data.num_episodes
+        # the collected data holds the policy's episodes first, then the random ones
+        random_start = int(np.searchsorted(np.cumsum(data.episode_lengths), args_policy_steps(out, name), "right"))
+        keep = [0, 1, random_start, random_start + 1] if random_start + 1 < n else [0, 1]
+        folder = target / checkpoint.stem / name
+        if folder.exists():
+            shutil.rmtree(folder)
+        datasets.save_arrays(data.select(keep), folder)
+        logger.info("shipped %s: episodes %s", folder, keep)
+
+
+def args_policy_steps(out: Path, name: str) -> int:
+    """Transitions of the policy part of a task's data (from the run's settings)."""
+    settings = json.loads((out / "settings.json").read_text())
+    return int(settings["policy_steps"])
 
 
 if __name__ == "__main__":
