@@ -24,23 +24,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
-
-def evaluate(model: Any, env_id: str, episodes: int, seed: int = 10_000) -> float:
-    """Mean return of deterministic actions from ``episodes`` fixed start seeds."""
-    env = gym.make(env_id)
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, total = False, 0.0
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    env.close()
-    return float(np.mean(returns))
+from evaluation import evaluate
 
 
 def run(

@@ -28,24 +28,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from evaluation import evaluate
 import torch
 
 from pwm_agent import PWM, datasets
-
-
-def evaluate(model: Any, env_id: str, episodes: int = 10, seed: int = 10_000) -> float:
-    """Mean return of deterministic actions from ``episodes`` fixed start seeds."""
-    env = gym.make(env_id)
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, total = False, 0.0
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total, done = total + float(reward), terminated or truncated
-        returns.append(total)
-    return float(np.mean(returns))
 
 
 def mixed_dataset(env_id: str, random_steps: int, policy_steps: int, sac_steps: int, folder: Path) -> dict[str, Any]:
