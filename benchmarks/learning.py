@@ -20,9 +20,7 @@ import multiprocessing as mp
 import os
 import time
 from pathlib import Path
-from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from evaluation import evaluate
 
@@ -75,7 +73,7 @@ def write_report(results: list[dict], out: Path, env_id: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     algos = sorted({r["algo"] for r in results})
-    lines = [f"| env steps | " + " | ".join(f"{a} return (s)" for a in algos) + " |", "|---" * (len(algos) + 1) + "|"]
+    lines = ["| env steps | " + " | ".join(f"{a} return (s)" for a in algos) + " |", "|---" * (len(algos) + 1) + "|"]
     steps = sorted({p[0] for r in results for p in r["curve"]})
     for step in steps:
         cells = []

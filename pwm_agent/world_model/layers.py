@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["Mish", "SimNorm", "NormedLinear", "mlp", "activation", "ACTIVATIONS"]
