@@ -98,3 +98,38 @@ def test_partial_and_broken_files_are_named(tmp_path: Path) -> None:
     assert zipfile.is_zipfile(FIXTURES / "mt30-1M-legacy.pt")
     with pytest.raises(CheckpointError, match="not a TD-MPC2 world model|No encoder"):
         load_checkpoint(_resave(tmp_path, {"weight": torch.zeros(2)}, "foreign.pt"))
+
+
+@pytest.mark.parametrize(
+    "num_tasks, obs_dim, enc_dims, latent, mlp, task_dim, bins",
+    [(80, 39, (64, 64, 64), 32, 96, 16, 51), (7, 11, (48,), 24, 40, 8, 101), (30, 24, (32, 32), 64, 64, 64, 21)],
+)
+def test_sizes_are_read_from_the_file(
+    tmp_path: Path, num_tasks: int, obs_dim: int, enc_dims: tuple, latent: int, mlp: int, task_dim: int, bins: int
+) -> None:
+    """Other sizes and task sets than the fixtures': every shape comes from the tensors."""
+    from pwm_agent.checkpoints import save_world_model
+    from pwm_agent.world_model import WorldModel, WorldModelConfig
+
+    config = WorldModelConfig(latent_dim=latent, enc_dims=enc_dims, mlp_dims=(mlp, mlp), reward_head="twohot",
+                              num_bins=bins, termination_head=False, num_tasks=num_tasks, task_dim=task_dim)
+    original = WorldModel(obs_dim, 6, config, action_dims=[1 + i % 6 for i in range(num_tasks)])
+    loaded = load_checkpoint(save_world_model(original, tmp_path / "m.pt")).world_model
+    assert loaded.config == config and (loaded.obs_dim, loaded.action_dim) == (obs_dim, 6)
+    torch.testing.assert_close(loaded.action_masks, original.action_masks)
+    obs, task = torch.randn(4, obs_dim), torch.arange(4) % num_tasks
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode(obs, task), original.encode(obs, task))
+    # the same weights under legacy names (stacked Q tensors, no buffers) load as "legacy"
+    state = torch.load(tmp_path / "m.pt", weights_only=True)["model"]
+    legacy = {k: v for k, v in state.items() if k != "_action_masks"}
+    za = latent + task_dim + 6
+    shapes = [(mlp, za), (mlp,), (mlp,), (mlp,), (mlp, mlp), (mlp,), (mlp,), (mlp,), (bins, mlp), (bins,)]
+    legacy.update({f"_Qs.params.{n}": torch.zeros(2, *shape) for n, shape in enumerate(shapes)})
+    ckpt = load_checkpoint(_resave(tmp_path, legacy, "legacy.pt"))
+    assert ckpt.layout == "legacy" and ckpt.world_model.config == config
+    assert ckpt.q is not None and ckpt.q(torch.rand(3, latent), torch.rand(3, 6), torch.rand(3, task_dim)).shape == (
+        2, 3, bins)
+    legacy["_Qs.params.4"] = torch.zeros(2, 3, 3)  # inconsistent shapes: a clear error, not a crash
+    with pytest.raises(CheckpointError, match="Q ensemble"):
+        load_checkpoint(_resave(tmp_path, legacy, "bad-q.pt"))

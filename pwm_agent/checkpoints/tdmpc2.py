@@ -197,6 +197,11 @@ def _q_tensors(state: dict[str, Any], prefix: str, layout: str) -> list[torch.Te
 def _q_module(tensors: list[torch.Tensor], num_bins: int, vmin: float, vmax: float) -> QEnsemble:
     num_q, hidden, in_dim = tensors[0].shape
     q = QEnsemble(int(num_q), int(in_dim), int(hidden), num_bins, vmin=vmin, vmax=vmax)
+    expected = [p.shape for k in range(3) for p in (q.weights[k], q.biases[k], *(
+        (q.ln_weights[k], q.ln_biases[k]) if k < 2 else ()))]
+    found = [t.shape for t in tensors]
+    if found != expected:
+        raise CheckpointError(f"The Q ensemble's tensors have shapes {found}; their first implies {expected}.")
     with torch.no_grad():
         for k in range(3):
             q.weights[k].copy_(tensors[4 * k])
