@@ -45,16 +45,25 @@ def _reward_at_speed(task: str, speed: float) -> float:
     dm_env.reset()
     physics = dm_env.physics
     with physics.reset_context():
-        physics.data.qvel[0] = speed  # the root's forward (x) velocity
+        physics.named.data.qvel["rootx"] = speed  # the root's forward (x) velocity
     return float(dm_env.task.get_reward(physics))
 
 
-@pytest.mark.parametrize("forward, backward", [("cheetah-run", "cheetah-run-backwards")])
-def test_backwards_tasks_reward_the_opposite_direction(forward: str, backward: str) -> None:
-    assert _reward_at_speed(forward, 12.0) == pytest.approx(1.0)
-    assert _reward_at_speed(forward, -12.0) == pytest.approx(0.0)
-    assert _reward_at_speed(backward, -12.0) == pytest.approx(1.0)
-    assert _reward_at_speed(backward, 12.0) == pytest.approx(0.0)
+def test_cheetah_backwards_rewards_the_opposite_direction() -> None:
+    assert _reward_at_speed("cheetah-run", 12.0) == pytest.approx(1.0)
+    assert _reward_at_speed("cheetah-run", -12.0) == pytest.approx(0.0)
+    assert _reward_at_speed("cheetah-run-backwards", -12.0) == pytest.approx(1.0)
+    assert _reward_at_speed("cheetah-run-backwards", 12.0) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("forward, backward", [("walker-run", "walker-run-backwards"),
+                                               ("walker-walk", "walker-walk-backwards"),
+                                               ("hopper-hop", "hopper-hop-backwards")])
+def test_backwards_tasks_prefer_moving_backwards(forward: str, backward: str) -> None:
+    """Same pose, opposite root velocities: each task prefers its own direction."""
+    assert _reward_at_speed(forward, 8.0) > _reward_at_speed(forward, -8.0)
+    assert _reward_at_speed(backward, -8.0) > _reward_at_speed(backward, 8.0)
+    assert _reward_at_speed(backward, -8.0) == pytest.approx(_reward_at_speed(forward, 8.0))
 
 
 def test_pendulum_spin_rewards_spinning() -> None:
