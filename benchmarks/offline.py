@@ -93,7 +93,7 @@ def sampling_part(sizes: list[int], obs_dim: int = 17, act_dim: int = 6, batch: 
         for n in sizes:
             n_eps, rng = n // 1000, np.random.default_rng(n)
 
-            def episodes() -> Any:
+            def episodes(n_eps: int = n_eps, rng: np.random.Generator = rng) -> Any:
                 for _ in range(n_eps):
                     yield {"observations": rng.standard_normal((1001, obs_dim), dtype=np.float32),
                            "actions": rng.uniform(-1, 1, (1000, act_dim)).astype(np.float32),
