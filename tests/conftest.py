@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Iterator
 
 import gymnasium as gym
@@ -152,3 +154,38 @@ class ShiftedActionWrapper(gym.ActionWrapper):
         low, high = self.action_space.low, self.action_space.high
         unit = (np.asarray(action, dtype=np.float32) - low) / (high - low)  # [0, 1]
         return (self.inner.low + unit * (self.inner.high - self.inner.low)).astype(np.float32)
+
+
+# Real-format TD-MPC2 checkpoints (8-10 MB each) live outside the repository, in the
+# project's shared fixtures; their small reference outputs and configs are copied in
+# tests/fixtures/tdmpc2. Point PWM_TDMPC2_FIXTURES elsewhere to use another copy.
+SHARED_TDMPC2 = Path(
+    os.environ.get("PWM_TDMPC2_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "tdmpc2")
+)
+
+
+def tdmpc2_checkpoint(layout: str) -> Path:
+    """The real mt30-1M checkpoint of ``layout`` ("legacy" or "current"); skips the test without it."""
+    path = SHARED_TDMPC2 / f"mt30-1M-{layout}.pt"
+    if not path.is_file():
+        pytest.skip(f"TD-MPC2 fixture {path} is absent (set PWM_TDMPC2_FIXTURES to its folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mt30_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MT30 checkpoint in TD-MPC2's current layout: the real mt30-1M fixture when present,
+    otherwise a small one of the same task set and padded dims (30 tasks, obs 24, action 6)
+    written by ``save_world_model``, so the agent-level tests run everywhere."""
+    real = SHARED_TDMPC2 / "mt30-1M-current.pt"
+    if real.is_file():
+        return real
+    from pwm_agent.checkpoints import save_world_model
+    from pwm_agent.envs.task_sets import MT30
+    from pwm_agent.world_model import WorldModel, WorldModelConfig
+
+    torch.manual_seed(0)
+    config = WorldModelConfig(latent_dim=32, enc_dims=(64,), mlp_dims=(64, 64), reward_head="twohot",
+                              termination_head=False, num_tasks=30, task_dim=16)
+    model = WorldModel(24, 6, config, action_dims=[t.action_dim for t in MT30])
+    return save_world_model(model, tmp_path_factory.mktemp("mt30") / "mt30-small.pt", MT30)

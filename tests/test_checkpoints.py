@@ -11,7 +11,10 @@ import torch
 from pwm_agent.checkpoints import CheckpointError, load_checkpoint, load_world_model
 from pwm_agent.envs.task_sets import MT30
 
-# Real-format TD-MPC2 checkpoints with reference outputs of the original code (see README there).
+from conftest import tdmpc2_checkpoint
+
+# Reference outputs of the original code (see the README there); the checkpoints themselves
+# come from the shared fixtures (tdmpc2_checkpoint skips a test when they are absent).
 FIXTURES = Path(__file__).parent / "fixtures" / "tdmpc2"
 LAYOUTS = ["legacy", "current"]
 
@@ -24,7 +27,7 @@ def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
 @torch.no_grad()
 def test_world_model_matches_reference(layout: str) -> None:
     ref = torch.load(FIXTURES / f"mt30-1M-{layout}.ref.pt", weights_only=True)
-    wm = load_world_model(FIXTURES / f"mt30-1M-{layout}.pt")
+    wm = load_world_model(tdmpc2_checkpoint(layout))
     task, obs, action = ref["in_task"], ref["in_obs"], ref["in_action"]
     assert (wm.obs_dim, wm.action_dim, wm.config.latent_dim, wm.config.task_dim) == (24, 6, 128, 96)
     z = wm.encode(obs, task)
@@ -52,7 +55,7 @@ def test_world_model_matches_reference(layout: str) -> None:
 @torch.no_grad()
 def test_policy_prior_and_q_heads_match_reference(layout: str) -> None:
     ref = torch.load(FIXTURES / f"mt30-1M-{layout}.ref.pt", weights_only=True)
-    ckpt = load_checkpoint(FIXTURES / f"mt30-1M-{layout}.pt")
+    ckpt = load_checkpoint(tdmpc2_checkpoint(layout))
     assert ckpt.layout == layout and ckpt.tasks == MT30 and not ckpt.ignored_keys
     task, action = ref["in_task"], ref["in_action"]
     z = ckpt.world_model.encode(ref["in_obs"], task)
@@ -73,10 +76,10 @@ def _resave(tmp_path: Path, state: dict, name: str) -> Path:
 
 
 def test_compiled_prefixes_and_bare_state_dicts_load(tmp_path: Path) -> None:
-    state = torch.load(FIXTURES / "mt30-1M-legacy.pt", weights_only=True)["model"]
+    state = torch.load(tdmpc2_checkpoint("legacy"), weights_only=True)["model"]
     compiled = {("_orig_mod." + k if k.startswith("_encoder") else k): v for k, v in state.items()}
     wm = load_world_model(_resave(tmp_path, compiled, "compiled.pt"))
-    reference = load_world_model(FIXTURES / "mt30-1M-legacy.pt")
+    reference = load_world_model(tdmpc2_checkpoint("legacy"))
     for a, b in zip(wm.parameters(), reference.parameters()):
         torch.testing.assert_close(a, b)
     torch.save(state, tmp_path / "bare.pt")
@@ -84,7 +87,7 @@ def test_compiled_prefixes_and_bare_state_dicts_load(tmp_path: Path) -> None:
 
 
 def test_partial_and_broken_files_are_named(tmp_path: Path) -> None:
-    state = torch.load(FIXTURES / "mt30-1M-current.pt", weights_only=True)["model"]
+    state = torch.load(tdmpc2_checkpoint("current"), weights_only=True)["model"]
     partial = {k: v for k, v in state.items() if not k.startswith("_dynamics.1.")}
     with pytest.raises(CheckpointError, match="current TD-MPC2 layout. Missing: \\['_dynamics.1.weight', '_dynamics.1.bias'"):
         load_checkpoint(_resave(tmp_path, partial, "partial.pt"))
@@ -92,10 +95,10 @@ def test_partial_and_broken_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError):
         load_checkpoint(_resave(tmp_path, extra, "extra.pt"))
     broken = tmp_path / "broken.pt"
-    broken.write_bytes((FIXTURES / "mt30-1M-legacy.pt").read_bytes()[:100_000])
+    broken.write_bytes((tdmpc2_checkpoint("legacy")).read_bytes()[:100_000])
     with pytest.raises(CheckpointError, match="truncated, corrupt"):
         load_checkpoint(broken)
-    assert zipfile.is_zipfile(FIXTURES / "mt30-1M-legacy.pt")
+    assert zipfile.is_zipfile(tdmpc2_checkpoint("legacy"))
     with pytest.raises(CheckpointError, match="not a TD-MPC2 world model|No encoder"):
         load_checkpoint(_resave(tmp_path, {"weight": torch.zeros(2)}, "foreign.pt"))
 

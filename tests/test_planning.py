@@ -45,9 +45,8 @@ def test_planning_prefers_better_sequences(agent: PWM) -> None:
     assert torch.allclose(action[:, 0], torch.full((3,), 0.6), atol=0.05)
 
 
-def test_planning_on_a_pretrained_task_agent() -> None:
-    ckpt = Path(__file__).parent / "fixtures" / "tdmpc2" / "mt30-1M-legacy.pt"
-    task_agent = PWM.from_pretrained(ckpt, task="cartpole-swingup", policy_kwargs=dict(actor_arch=[32]))
+def test_planning_on_a_pretrained_task_agent(mt30_checkpoint: Path) -> None:
+    task_agent = PWM.from_pretrained(mt30_checkpoint, task="cartpole-swingup", policy_kwargs=dict(actor_arch=[32]))
     action, _ = task_agent.predict(np.zeros(5, np.float32), plan=SMALL)
     assert action.shape == (1,)
 

@@ -12,19 +12,18 @@ import torch
 from pwm_agent import PWM, datasets, load_world_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
-CKPT = FIXTURES / "tdmpc2" / "mt30-1M-current.pt"
 CHUNK = FIXTURES / "tdmpc2_chunks" / "chunk-tensordict-0.15.3.pt"
 SMALL = dict(horizon=4, batch_size=16, critic_minibatches=2, learning_starts=50, seed=0,
              policy_kwargs=dict(actor_arch=[32], critic_arch=[32]))
 
 
 @torch.no_grad()
-def test_known_task_binds_id_and_dims(tmp_path: Path) -> None:
-    agent = PWM.from_pretrained(CKPT, task="pendulum-swingup", **SMALL)
+def test_known_task_binds_id_and_dims(tmp_path: Path, mt30_checkpoint: Path) -> None:
+    agent = PWM.from_pretrained(mt30_checkpoint, task="pendulum-swingup", **SMALL)
     assert agent.observation_space.shape == (3,) and agent.action_space.shape == (1,)
     wm = agent.policy.world_model
     assert wm.bound_task == 7 and (wm.obs_dim, wm.action_dim) == (24, 6)
-    reference = load_world_model(CKPT)
+    reference = load_world_model(mt30_checkpoint)
     obs, action = torch.randn(5, 3), torch.rand(5, 1) * 2 - 1
     task = torch.full((5,), 7)
     z = reference.encode(torch.nn.functional.pad(obs, (0, 21)), task)
@@ -41,8 +40,8 @@ def test_known_task_binds_id_and_dims(tmp_path: Path) -> None:
     np.testing.assert_allclose(loaded.predict(batch, deterministic=True)[0], agent.predict(batch, deterministic=True)[0])
 
 
-def test_extract_from_tdmpc2_data_and_frozen_learning() -> None:
-    agent = PWM.from_pretrained(CKPT, task="pendulum-swingup", **SMALL)
+def test_extract_from_tdmpc2_data_and_frozen_learning(mt30_checkpoint: Path) -> None:
+    agent = PWM.from_pretrained(mt30_checkpoint, task="pendulum-swingup", **SMALL)
     data = datasets.load(CHUNK, task="pendulum-swingup")
     before = [p.detach().clone() for p in agent.policy.world_model.parameters()]
     actor = [p.detach().clone() for p in agent.policy.actor.parameters()]
@@ -54,10 +53,10 @@ def test_extract_from_tdmpc2_data_and_frozen_learning() -> None:
         agent.extract_policy(walker, 1)
 
 
-def test_new_task_gets_an_embedding_row() -> None:
-    reference = load_world_model(CKPT)
+def test_new_task_gets_an_embedding_row(mt30_checkpoint: Path) -> None:
+    reference = load_world_model(mt30_checkpoint)
     rows = reference.task_emb.weight.detach()
-    agent = PWM.from_pretrained(CKPT, task="my-pendulum", env="Pendulum-v1", task_init="pendulum-swingup",
+    agent = PWM.from_pretrained(mt30_checkpoint, task="my-pendulum", env="Pendulum-v1", task_init="pendulum-swingup",
                                 freeze_world_model=False, **SMALL)
     wm = agent.policy.world_model
     assert wm.config.num_tasks == 31 and wm.bound_task == 30
@@ -66,21 +65,21 @@ def test_new_task_gets_an_embedding_row() -> None:
     before = [p.detach().clone() for p in wm.parameters()]
     agent.learn(80)  # fine-tuned: the world model trains on the new task's data
     assert any(not torch.equal(a, b) for a, b in zip(before, wm.parameters()))
-    mean = PWM.from_pretrained(CKPT, task="other", env=gym.make("Pendulum-v1"), **SMALL)
+    mean = PWM.from_pretrained(mt30_checkpoint, task="other", env=gym.make("Pendulum-v1"), **SMALL)
     torch.testing.assert_close(mean.policy.world_model.task_emb.weight[30], rows.mean(0))
 
 
-def test_bad_tasks_and_envs_are_named() -> None:
+def test_bad_tasks_and_envs_are_named(mt30_checkpoint: Path) -> None:
     with pytest.raises(ValueError, match="not in the checkpoint's task set: pass `env`"):
-        PWM.from_pretrained(CKPT, task="cheetah-sprint")
+        PWM.from_pretrained(mt30_checkpoint, task="cheetah-sprint")
     with pytest.raises(ValueError, match="has \\(3, 1\\).*pass the env of that task"):
-        PWM.from_pretrained(CKPT, task="pendulum-swingup", env="MountainCarContinuous-v0")
+        PWM.from_pretrained(mt30_checkpoint, task="pendulum-swingup", env="MountainCarContinuous-v0")
     with pytest.raises(ValueError, match="exceed the model's padded \\(24, 6\\)"):
-        PWM.from_pretrained(CKPT, task="ant", env="Ant-v5")
+        PWM.from_pretrained(mt30_checkpoint, task="ant", env="Ant-v5")
     with pytest.raises(ValueError, match="outside the checkpoint's 0..29"):
-        PWM.from_pretrained(CKPT, task=30)
+        PWM.from_pretrained(mt30_checkpoint, task=30)
     with pytest.raises(ValueError, match="Unknown task .nonsense."):
-        PWM.from_pretrained(CKPT, task="x", env="Pendulum-v1", task_init="nonsense")
+        PWM.from_pretrained(mt30_checkpoint, task="x", env="Pendulum-v1", task_init="nonsense")
 
 
 def test_multitask_pretraining_export_and_per_task_agents(tmp_path: Path) -> None:
@@ -122,14 +121,14 @@ def test_multitask_pretraining_export_and_per_task_agents(tmp_path: Path) -> Non
     assert car.predict(np.zeros(2, np.float32))[0].shape == (1,)
 
 
-def test_fine_tuning_a_frozen_pretrained_agent_trains_the_world_model() -> None:
-    agent = PWM.from_pretrained(CKPT, task="pendulum-swingup", **SMALL)
+def test_fine_tuning_a_frozen_pretrained_agent_trains_the_world_model(mt30_checkpoint: Path) -> None:
+    agent = PWM.from_pretrained(mt30_checkpoint, task="pendulum-swingup", **SMALL)
     assert agent.update_config.model_iterations == 0
     data = datasets.load(CHUNK, task="pendulum-swingup")
     before = [p.detach().clone() for p in agent.policy.world_model.parameters()]
     agent.extract_policy(data, 2, fine_tune_world_model=True)
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.policy.world_model.parameters()))
-    assert agent.policy.world_model.bound_task == PWM.from_pretrained(CKPT, task=np.int64(7), **SMALL).policy.world_model.bound_task
+    assert agent.policy.world_model.bound_task == PWM.from_pretrained(mt30_checkpoint, task=np.int64(7), **SMALL).policy.world_model.bound_task
 
 
 def test_termination_head_survives_the_tdmpc2_layout(tmp_path: Path) -> None:
