@@ -20,7 +20,6 @@ from tqdm.auto import tqdm
 from pwm_agent.buffers import WindowBatch
 from pwm_agent.datasets.dataset import OfflineDataset
 from pwm_agent.pwm.distributed import GradientSync
-from pwm_agent.world_model import world_model_loss
 
 if TYPE_CHECKING:
     from pwm_agent.pwm.pwm import PWM
@@ -156,12 +155,7 @@ def _validation_batch(model: PWM, data: OfflineDataset, held_out: np.ndarray) ->
 @torch.no_grad()
 def validation_loss(model: PWM, batch: WindowBatch) -> dict[str, float]:
     """World-model loss and its parts on a held-out batch (no parameter or statistic changes)."""
-    updater, world_model = model.updater, model.policy.world_model
-    rewards = updater.reward_targets(batch.rewards, update=False)
-    tasks = batch.tasks if world_model.bound_task is None else None
-    loss, parts = world_model_loss(
-        world_model, batch.observations, batch.actions, rewards, batch.terminated, tasks, updater.loss_weights
-    )
+    loss, parts = model.updater.world_model_loss(batch, update_stats=False)
     return {"loss": float(loss), **{k: float(v) for k, v in parts.items()}}
 
 

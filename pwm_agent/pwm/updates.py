@@ -108,6 +108,19 @@ class Updater:
         world_model.reward_scale.copy_(1.0 / divisor)
         return (rewards * world_model.reward_scale).clamp(-REWARD_CLIP, REWARD_CLIP)
 
+    def world_model_loss(
+        self, batch: WindowBatch, update_stats: bool = True
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The world-model loss on windows ``[H + 1, B, ...]`` and its parts (``update_stats=False``
+        leaves the reward statistics alone, for validation)."""
+        world_model = self.policy.world_model
+        rewards = self.reward_targets(batch.rewards, update=update_stats)
+        # A task-bound model pads and supplies its own task id; a multi-task one needs the batch's.
+        tasks = batch.tasks if world_model.bound_task is None else None
+        return world_model_loss(
+            world_model, batch.observations, batch.actions, rewards, batch.terminated, tasks, self.loss_weights
+        )
+
     def world_model_backward(self, batch: WindowBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """World-model loss on windows ``[H + 1, B, ...]`` and its gradients in ``.grad``
         (averaged over ranks in data-parallel training); no optimiser step."""
@@ -119,13 +132,8 @@ class Updater:
                 emb = world_model.task_emb
                 torch.embedding_renorm_(emb.weight, torch.arange(emb.num_embeddings, device=emb.weight.device),
                                         emb.max_norm, emb.norm_type)
-        rewards = self.reward_targets(batch.rewards)
-        # A task-bound model pads and supplies its own task id; a multi-task one needs the batch's.
-        tasks = batch.tasks if world_model.bound_task is None else None
         with self._autocast():
-            loss, parts = world_model_loss(
-                world_model, batch.observations, batch.actions, rewards, batch.terminated, tasks, self.loss_weights
-            )
+            loss, parts = self.world_model_loss(batch)
         self.model_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.sync is not None:
