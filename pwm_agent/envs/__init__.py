@@ -1,5 +1,7 @@
-"""Environment adapters and wrappers, and the MT30 task envs (registered on import)."""
+"""Environment adapters and wrappers, the MT30 task envs and the differentiable tasks
+(registered with Gymnasium on import)."""
 
+from pwm_agent.envs.diffsim import register_diffsim
 from pwm_agent.envs.dmc import DMControlTaskEnv, register_mt30
 from pwm_agent.envs.vector import GymnasiumVecEnv
 from pwm_agent.envs.wrappers import VecFlattenObservation, flat_box, flatten_observation
@@ -12,5 +14,6 @@ __all__ = [
     "VecFlattenObservation",
     "flat_box",
     "flatten_observation",
+    "register_diffsim",
     "register_mt30",
 ]

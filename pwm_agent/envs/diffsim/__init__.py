@@ -1,0 +1,22 @@
+"""Differentiable simulators: built-in PyTorch tasks, the dflex-style interface, Gymnasium views."""
+
+from pwm_agent.envs.diffsim.base import DiffSimEnv
+from pwm_agent.envs.diffsim.gym_envs import DiffSimGymEnv, DiffSimVectorEnv
+from pwm_agent.envs.diffsim.interface import check_differentiable_env, is_differentiable_env
+from pwm_agent.envs.diffsim.registry import DIFFSIM_TASKS, make_diffsim, register_diffsim
+from pwm_agent.envs.diffsim.tasks import CartPoleSwingUp, DoublePendulum
+
+register_diffsim()
+
+__all__ = [
+    "DIFFSIM_TASKS",
+    "CartPoleSwingUp",
+    "DiffSimEnv",
+    "DiffSimGymEnv",
+    "DiffSimVectorEnv",
+    "DoublePendulum",
+    "check_differentiable_env",
+    "is_differentiable_env",
+    "make_diffsim",
+    "register_diffsim",
+]
