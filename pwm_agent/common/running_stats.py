@@ -9,23 +9,25 @@ __all__ = ["TorchRunningMeanStd"]
 
 
 class TorchRunningMeanStd(nn.Module):
-    """Running mean and variance of a scalar stream, kept on the tensors' device.
+    """Running mean and variance of a stream of scalars (``shape=()``) or of vectors
+    (``shape=(D,)``, per feature), kept on the tensors' device.
 
     Updates never synchronise with the host, so they are safe on the GPU hot path.
     State lives in buffers and is saved with the module's ``state_dict``.
     """
 
-    def __init__(self, epsilon: float = 1e-4) -> None:
+    def __init__(self, epsilon: float = 1e-4, shape: tuple[int, ...] = ()) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.zeros(()))
-        self.register_buffer("var", torch.ones(()))
+        self.shape = tuple(shape)
+        self.register_buffer("mean", torch.zeros(self.shape))
+        self.register_buffer("var", torch.ones(self.shape))
         self.register_buffer("count", torch.tensor(float(epsilon)))
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
-        """Fold the values of ``x`` (any shape) into the statistics."""
-        x = x.detach().float().reshape(-1)
-        batch_mean, batch_var, n = x.mean(), x.var(unbiased=False), float(x.numel())
+        """Fold ``x`` ``[..., *shape]`` into the statistics (all leading dims are samples)."""
+        x = x.detach().float().reshape(-1, *self.shape)
+        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), float(x.shape[0])
         delta = batch_mean - self.mean
         total = self.count + n
         self.mean += delta * n / total
@@ -34,7 +36,11 @@ class TorchRunningMeanStd(nn.Module):
         self.count.copy_(total)
 
     def std(self, eps: float = 1e-6) -> torch.Tensor:
-        """``sqrt(var + eps)`` as a 0-d tensor."""
+        """``sqrt(var + eps)`` of shape ``shape``."""
         return torch.sqrt(self.var + eps)
+
+    def normalize(self, x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+        """``(x - mean) / sqrt(var + eps)`` for ``x [..., *shape]`` (differentiable in ``x``)."""
+        return (x - self.mean) / torch.sqrt(self.var + eps)
 
 

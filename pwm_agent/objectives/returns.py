@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["discounted_return", "td_lambda_targets"]
+__all__ = ["discounted_return", "td_lambda_episodic", "td_lambda_targets"]
 
 
 def discounted_return(
@@ -45,4 +45,27 @@ def td_lambda_targets(
         blended = (1.0 - lam) * values[t + 1] + lam * next_return
         next_return = rewards[t] + gamma * continues[t] * blended
         targets[t] = next_return
+    return targets.detach()
+
+
+def td_lambda_episodic(
+    rewards: torch.Tensor, next_values: torch.Tensor, ends: torch.Tensor, gamma: float, lam: float
+) -> torch.Tensor:
+    """TD(lambda) targets of a real trajectory whose envs reset inside it (SHAC's critic targets).
+
+    ``G_t = r_t + gamma V'_t`` where the trajectory of that env ends at ``t``
+    (episode end or last step), else ``G_t = r_t + gamma ((1 - lam) V'_t + lam G_{t+1})``.
+
+    :param rewards: ``[T, N]`` rewards.
+    :param next_values: ``[T, N]`` values of the state each step reached (before any
+        reset), already zero where the episode terminated.
+    :param ends: ``[T, N]`` 1 where the env's trajectory ends after step ``t`` (done, or ``t = T - 1``).
+    :return: ``[T, N]`` targets (no gradient).
+    """
+    targets = torch.empty_like(rewards)
+    following = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        blended = torch.where(ends[t] > 0, next_values[t], (1.0 - lam) * next_values[t] + lam * following)
+        following = rewards[t] + gamma * blended
+        targets[t] = following
     return targets.detach()

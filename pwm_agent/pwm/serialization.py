@@ -39,7 +39,13 @@ CONFIG_ENTRY = "pwm_config.json"
 FORMAT_VERSION = 1
 STATE_KEYS = (
     "num_timesteps", "_total_timesteps", "_n_updates", "_episode_num", "skipped_transitions", "_n_offline_updates",
+    "skipped_updates",
 )
+
+
+def _family(cls: type) -> str:
+    """The algorithm a save belongs to (``"PWM"``, ``"SHAC"``); subclasses share their base's."""
+    return str(getattr(cls, "algorithm_family", "PWM"))
 
 
 def _policy_alias(model: PWM) -> str:
@@ -111,6 +117,7 @@ def make_config(model: PWM) -> dict[str, Any]:
     hyper = {k: _json_ready(k, v) for k, v in hyper.items()}
     return {
         "format": "pwm_agent",
+        "algorithm": _family(type(model)),
         "format_version": FORMAT_VERSION,
         "pwm_agent_version": __version__,
         "policy_class": _policy_alias(model),
@@ -119,10 +126,10 @@ def make_config(model: PWM) -> dict[str, Any]:
         "observation_space": space_to_dict(model.observation_space),
         "action_space": space_to_dict(model.action_space),
         "dict_observation_space": (
-            space_to_dict(model._dict_observation_space) if model._dict_observation_space is not None else None
+            space_to_dict(dict_space) if (dict_space := getattr(model, "_dict_observation_space", None)) else None
         ),
         "n_envs": model.n_envs,
-        "state": {key: int(getattr(model, key)) for key in STATE_KEYS},
+        "state": {key: int(getattr(model, key)) for key in STATE_KEYS if hasattr(model, key)},
     }
 
 
@@ -211,6 +218,9 @@ def safe_load(
     overrides = _constructor_overrides(cls, custom_objects, kwargs)
     device = get_device(device)
     config, params = read_archive(path, device)
+    saved, expected = config.get("algorithm", "PWM"), _family(cls)
+    if saved != expected:
+        raise ValueError(f"The file holds a {saved} agent, not a {expected} one: load it with {saved}.load.")
     hyper = {**config["hyperparameters"], **overrides}
     if "learning_rate" not in overrides:
         hyper["learning_rate"] = schedule_from_json(hyper["learning_rate"])
@@ -233,9 +243,11 @@ def safe_load(
         model.observation_space, model.action_space = obs_space, action_space
         model.n_envs = int(config["n_envs"])
         dict_space = config["dict_observation_space"]
-        model._dict_observation_space = space_from_dict(dict_space) if dict_space else None  # type: ignore[assignment]
+        if hasattr(model, "_dict_observation_space"):
+            model._dict_observation_space = space_from_dict(dict_space) if dict_space else None  # type: ignore[assignment]
     for key in STATE_KEYS:
-        setattr(model, key, int(config["state"].get(key, 0)))
+        if hasattr(model, key):
+            setattr(model, key, int(config["state"].get(key, 0)))
     model._setup_model()
     try:
         model.set_parameters(params, exact_match=True, device=device)
