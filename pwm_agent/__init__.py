@@ -2,6 +2,7 @@
 
 from pwm_agent.checkpoints import load_checkpoint, load_world_model
 from pwm_agent.pwm import PWM, MlpPolicy, MultiInputPolicy, PWMPolicy
+from pwm_agent.shac import SHAC
 from pwm_agent.world_model import PRESETS, WorldModel, WorldModelConfig
 
 __version__ = "0.1.0"
@@ -12,6 +13,7 @@ __all__ = [
     "MlpPolicy",
     "MultiInputPolicy",
     "PWMPolicy",
+    "SHAC",
     "WorldModel",
     "WorldModelConfig",
     "__version__",

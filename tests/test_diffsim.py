@@ -213,3 +213,33 @@ def test_sb3_vecenv_view_has_terminal_observations() -> None:
     _, _, dones, infos = venv.step(np.zeros((2, 1), dtype=np.float32))
     assert dones.all() and all(info["TimeLimit.truncated"] for info in infos)
     assert infos[0]["terminal_observation"].shape == (5,)
+
+
+def test_bouncing_ball_contacts_push_back_and_stiffen_gradients() -> None:
+    from pwm_agent.envs.diffsim import BouncingBall
+
+    def throw(stiffness: float, angles: torch.Tensor) -> tuple[torch.Tensor, BouncingBall]:
+        env = BouncingBall(contact_stiffness=stiffness, num_envs=angles.shape[0], dtype=torch.float64)
+        q = torch.stack([torch.zeros_like(angles), torch.ones_like(angles)], -1)
+        env.set_state(q, BouncingBall.launch_speed * torch.stack([torch.cos(angles), torch.sin(angles)], -1))
+        total = torch.zeros_like(angles)
+        for _ in range(env.episode_length):
+            _, rew, _, extras = env.step(torch.zeros(angles.shape[0], 1, dtype=torch.float64))
+            total = total + rew
+            assert (extras["obs_before_reset"][:, 0] < BouncingBall.wall_x + 0.3).all()  # the wall holds (soft: ~0.2 m deep)
+            assert (extras["obs_before_reset"][:, 1] > -0.3).all()  # so does the ground
+        return total, env
+
+    angles = torch.linspace(-1.0, 1.0, 64, dtype=torch.float64, requires_grad=True)
+    soft, _ = throw(1e3, angles)
+    (g_soft,) = torch.autograd.grad(soft.sum(), angles)
+    stiff, _ = throw(1e5, angles)
+    (g_stiff,) = torch.autograd.grad(stiff.sum(), angles)
+    assert float(g_stiff.var()) > 100 * float(g_soft.var())
+    # Soft contacts: gradients agree with finite differences.
+    probe = torch.tensor([0.3, -0.4], dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(throw(1e3, probe)[0].sum(), probe)
+    with torch.no_grad():
+        eps = 1e-6
+        fd = (throw(1e3, probe + eps)[0] - throw(1e3, probe - eps)[0]) / (2 * eps)
+    torch.testing.assert_close(grad, fd, rtol=0.05, atol=1e-6)

@@ -1,5 +1,6 @@
 """Differentiable simulators: built-in PyTorch tasks, the dflex-style interface, Gymnasium views."""
 
+from pwm_agent.envs.diffsim.ball import BouncingBall
 from pwm_agent.envs.diffsim.base import DiffSimEnv
 from pwm_agent.envs.diffsim.gym_envs import DiffSimGymEnv, DiffSimVectorEnv
 from pwm_agent.envs.diffsim.interface import check_differentiable_env, is_differentiable_env
@@ -10,6 +11,7 @@ register_diffsim()
 
 __all__ = [
     "DIFFSIM_TASKS",
+    "BouncingBall",
     "CartPoleSwingUp",
     "DiffSimEnv",
     "DiffSimGymEnv",

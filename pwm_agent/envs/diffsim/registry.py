@@ -6,6 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from pwm_agent.envs.diffsim.ball import BouncingBall
 from pwm_agent.envs.diffsim.base import DiffSimEnv
 from pwm_agent.envs.diffsim.tasks import CartPoleSwingUp, DoublePendulum
 
@@ -14,6 +15,7 @@ __all__ = ["DIFFSIM_TASKS", "make_diffsim", "register_diffsim"]
 DIFFSIM_TASKS: dict[str, type[DiffSimEnv]] = {
     "CartPoleSwingUp": CartPoleSwingUp,
     "DoublePendulum": DoublePendulum,
+    "BouncingBall": BouncingBall,
 }
 _ALIASES = {"cartpole_swing_up": "CartPoleSwingUp", "cartpole": "CartPoleSwingUp", "double_pendulum": "DoublePendulum"}
 
