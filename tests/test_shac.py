@@ -92,6 +92,13 @@ def test_one_epoch_updates_actor_and_critic_separately() -> None:
     assert all(p.grad is not None for p in agent.policy.actor.parameters())
 
 
+def test_learning_rates_decay_linearly_over_training() -> None:
+    agent = _agent(learning_rate=1e-3, critic_learning_rate=1e-2, learning_rate_final=0.0)
+    agent.learn(64)  # 4 epochs of 16 steps: progress 1, 0.75, 0.5, 0.25 at their starts
+    assert agent.actor_optimizer.param_groups[0]["lr"] == pytest.approx(0.25e-3)
+    assert agent.critic_optimizer.param_groups[0]["lr"] == pytest.approx(0.25e-2)
+
+
 def test_seed_gives_identical_training() -> None:
     a = _agent(seed=3).learn(48)
     b = _agent(seed=3).learn(48)
@@ -136,6 +143,9 @@ def test_save_load_round_trip_and_continue(tmp_path) -> None:
     loaded = SHAC.load(tmp_path / "shac.zip", env=CartPoleSwingUp(num_envs=4))
     loaded.learn(16, reset_num_timesteps=False)
     assert loaded.num_timesteps == 48
+    loaded.set_env(CartPoleSwingUp(num_envs=4, seed=5))  # SB3: same number of envs
+    loaded.learn(16, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 64
     with pytest.raises(ValueError, match="load it with SHAC.load"):
         PWM.load(tmp_path / "shac.zip")
     with pytest.raises(ValueError, match="does not match"):

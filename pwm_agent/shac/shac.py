@@ -175,10 +175,11 @@ class SHAC(BaseAlgorithm):
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
         callback.on_training_start(locals(), globals())
-        if reset_num_timesteps or self._running is None:
+        if reset_num_timesteps or self._running is None or self._running[0].shape[0] != int(env.num_envs):
             zeros = torch.zeros(int(env.num_envs), device=self.device)
             self._running = (zeros, zeros.clone())
         while self.num_timesteps < total_timesteps:
+            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
             if not self._epoch(env, callback):
                 break
             self._n_updates += 1
