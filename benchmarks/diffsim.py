@@ -28,22 +28,27 @@ EVAL_ENVS = 16
 EVAL_SEED = 10_000
 
 
-def evaluate(model: Any, task: str) -> float:
-    """Mean return of deterministic actions over ``EVAL_ENVS`` episodes from seeded start states."""
+def evaluate(model: Any, task: str) -> tuple[float, float]:
+    """Deterministic actions over ``EVAL_ENVS`` episodes from seeded start states:
+    ``(mean return, fraction of the second half of the episodes spent upright)``,
+    upright meaning the norm of the pole angles (from ``primal``) below 0.2 rad (about 11 degrees)."""
     import torch
 
     from pwm_agent.envs.diffsim import make_diffsim
 
     env = make_diffsim(task, num_envs=EVAL_ENVS, seed=EVAL_SEED, no_grad=True)
-    obs, total = env.reset(), torch.zeros(EVAL_ENVS)
-    for _ in range(env.episode_length):
+    obs, total, upright = env.reset(), torch.zeros(EVAL_ENVS), torch.zeros(EVAL_ENVS)
+    half = env.episode_length // 2
+    for t in range(env.episode_length):
         action, _ = model.predict(obs.numpy(), deterministic=True)
-        obs, reward, _, _ = env.step(torch.as_tensor(action, dtype=torch.float32))
+        obs, reward, _, extras = env.step(torch.as_tensor(action, dtype=torch.float32))
         total += reward
-    return float(total.mean())
+        if t >= half:
+            upright += (-extras["primal"] < 0.2**2).float()
+    return float(total.mean()), float(upright.mean() / (env.episode_length - half))
 
 
-def make_model(algo: str, task: str, seed: int) -> Any:
+def make_model(algo: str, task: str, seed: int, kwargs: dict | None = None) -> Any:
     import gymnasium as gym
     from stable_baselines3 import PPO, SAC
 
@@ -51,25 +56,25 @@ def make_model(algo: str, task: str, seed: int) -> Any:
     from pwm_agent.envs import GymnasiumVecEnv
     from pwm_agent.shac import SHAC
 
-    env_id = f"pwm_agent/{task}-v0"
+    env_id, kwargs = f"pwm_agent/{task}-v0", kwargs or {}
     if algo == "shac":
-        return SHAC("MlpPolicy", task, seed=seed)
+        return SHAC("MlpPolicy", task, seed=seed, **kwargs)
     if algo == "pwm":
-        return PWM("MlpPolicy", env_id, seed=seed)
+        return PWM("MlpPolicy", env_id, seed=seed, **kwargs)
     if algo == "sac":
-        return SAC("MlpPolicy", env_id, seed=seed)
+        return SAC("MlpPolicy", env_id, seed=seed, **kwargs)
     venv = GymnasiumVecEnv(gym.make_vec(env_id, num_envs=32, vectorization_mode="vector_entry_point"))
-    return PPO("MlpPolicy", venv, n_steps=128, batch_size=512, seed=seed)
+    return PPO("MlpPolicy", venv, **{"n_steps": 128, "batch_size": 512, "seed": seed, **kwargs})
 
 
-def run(algo: str, task: str, seed: int, budget_s: float, eval_every_s: float, log: str) -> dict:
+def run(algo: str, task: str, seed: int, budget_s: float, eval_every_s: float, log: str, kwargs: dict) -> dict:
     """Train one agent for ``budget_s`` seconds of training; return its curve
     ``[(env steps, training seconds, eval return), ...]`` (also appended to ``log``)."""
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
 
     torch.set_num_threads(1)
-    model = make_model(algo, task, seed)
+    model = make_model(algo, task, seed, kwargs.get(algo))
 
     class Curve(BaseCallback):
         def __init__(self) -> None:
@@ -84,7 +89,7 @@ def run(algo: str, task: str, seed: int, budget_s: float, eval_every_s: float, l
 
         def record(self) -> None:
             now = time.perf_counter()
-            point = (int(self.num_timesteps), round(self.train_seconds(), 2), evaluate(self.model, task))
+            point = (int(self.num_timesteps), round(self.train_seconds(), 2), *evaluate(self.model, task))
             self.points.append(point)
             with open(log, "a") as handle:
                 handle.write(json.dumps({"algo": algo, "seed": seed, "point": point}) + "\n")
@@ -110,11 +115,13 @@ def _run_star(args: tuple) -> dict:
 def write_report(results: list[dict], out: Path, task: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    lines = ["| algorithm | seed | env steps | training time (s) | final return | best return |", "|---|---|---|---|---|---|"]
+    lines = ["| algorithm | seed | env steps | training time (s) | final return | best return | final upright |",
+             "|---|---|---|---|---|---|---|"]
     for r in results:
         pts = np.array(r["curve"])
+        upright = f"{pts[-1, 3]:.2f}" if pts.shape[1] > 3 else "-"
         lines.append(f"| {r['algo']} | {r['seed']} | {int(pts[-1, 0])} | {pts[-1, 1]:.0f} | {pts[-1, 2]:.1f} | "
-                     f"{pts[:, 2].max():.1f} |")
+                     f"{pts[:, 2].max():.1f} | {upright} |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     import matplotlib
 
@@ -130,6 +137,11 @@ def write_report(results: list[dict], out: Path, task: str) -> None:
     axes[0].set_xscale("log")
     axes[0].set_xlabel("env steps (log scale)")
     axes[1].set_xlabel("training wall-clock (s, one CPU thread each)")
+    returns = np.concatenate([np.array(r["curve"])[1:, 2] for r in results if len(r["curve"]) > 1])
+    if len(returns):  # the untrained first points would dwarf the rest
+        low, high = float(np.percentile(returns, 5)), float(returns.max())
+        for ax in axes:
+            ax.set_ylim(low, high + 0.05 * (high - low))
     for ax in axes:
         ax.set_ylabel(f"eval return ({EVAL_ENVS} episodes)")
         ax.set_title(task)
@@ -147,6 +159,8 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=900.0, help="training seconds per run")
     parser.add_argument("--eval-every-s", type=float, default=30.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--kwargs", type=json.loads, default={},
+                        help='JSON of constructor overrides per algorithm, e.g. \'{"pwm": {"horizon": 16}}\'')
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/diffsim"))
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the JSON-lines log")
     args = parser.parse_args()
@@ -160,7 +174,8 @@ def main() -> None:
         results = [{"algo": a, "seed": s, "task": args.task, "curve": c} for (a, s), c in runs.items()]
     else:
         log.unlink(missing_ok=True)
-        jobs = [(a, args.task, s, args.budget_s, args.eval_every_s, str(log)) for a in args.algos for s in args.seeds]
+        jobs = [(a, args.task, s, args.budget_s, args.eval_every_s, str(log), args.kwargs)
+                for a in args.algos for s in args.seeds]
         with mp.get_context("spawn").Pool(args.workers) as pool:
             results = pool.map(_run_star, jobs, chunksize=1)
     write_report(results, args.out, args.task)
