@@ -29,6 +29,10 @@ extras = {
     "offline": OFFLINE,
     "benchmarks": ["matplotlib>=3.7", "gymnasium[mujoco]>=1.0"],
     "extra": ["tensorboard>=2.14", "matplotlib>=3.7", *OFFLINE],
+    # metaworld 3.1 pins mujoco==3.3.0, which dm_control 1.0.50 cannot use: not with dmc/test.
+    "metaworld": ["metaworld==3.1.1"],
+    # newton 1.8 asks only for warp-lang>=1.17; the upper bound keeps a future warp 2 API out.
+    "newton": ["newton==1.8.*", "warp-lang>=1.17,<2"],
 }
 
 setup(
