@@ -18,10 +18,14 @@ DMC = ["dm-control>=1.0.20", "shimmy[dm-control]>=2.0", "mujoco>=3.17,<4"]
 # YAML config files of the command line.
 OFFLINE = ["minari[hdf5,arrow]>=0.5.3,<0.6", "pyyaml>=6"]
 
+# Contact-rich differentiable envs (NewtonAnt, NewtonHopper). newton 1.8 asks only for
+# warp-lang>=1.17; the upper bound keeps a future warp 2 API out.
+NEWTON = ["newton==1.8.*", "warp-lang>=1.17,<2"]
+
 extras = {
     "test": [
         "pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100", "tensorboard>=2.14", "gymnasium[mujoco]>=1.0",
-        *DMC, *OFFLINE,
+        *DMC, *OFFLINE, *NEWTON,
     ],
     "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
     "mujoco": ["gymnasium[mujoco]>=1.0"],
@@ -31,8 +35,7 @@ extras = {
     "extra": ["tensorboard>=2.14", "matplotlib>=3.7", *OFFLINE],
     # metaworld 3.1 pins mujoco==3.3.0, which dm_control 1.0.50 cannot use: not with dmc/test.
     "metaworld": ["metaworld==3.1.1"],
-    # newton 1.8 asks only for warp-lang>=1.17; the upper bound keeps a future warp 2 API out.
-    "newton": ["newton==1.8.*", "warp-lang>=1.17,<2"],
+    "newton": NEWTON,
 }
 
 setup(

@@ -11,6 +11,8 @@ wall-clock.
 Usage::
 
     python benchmarks/diffsim.py --task CartPoleSwingUp --budget-s 900 --workers 2
+    python benchmarks/diffsim.py --task NewtonHopper --budget-s 3600 --workers 1 \
+        --kwargs '{"shac": {"device": "cuda"}, "pwm": {"device": "cuda"}}'
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ import numpy as np
 
 EVAL_ENVS = 16
 EVAL_SEED = 10_000
+POLE_TASKS = ("CartPoleSwingUp", "DoublePendulum")
 
 
 def evaluate(model: Any, task: str) -> tuple[float, float]:
     """Deterministic actions over ``EVAL_ENVS`` episodes from seeded start states:
-    ``(mean return, fraction of the second half of the episodes spent upright)``,
+    ``(mean return, fraction of the second half of the episodes spent upright)`` (NaN
+    for tasks without poles),
     upright meaning the norm of the pole angles (from ``primal``) below 0.2 rad (about 11 degrees)."""
     import torch
 
@@ -43,9 +47,10 @@ def evaluate(model: Any, task: str) -> tuple[float, float]:
         action, _ = model.predict(obs.numpy(), deterministic=True)
         obs, reward, _, extras = env.step(torch.as_tensor(action, dtype=torch.float32))
         total += reward
-        if t >= half:
+        if t >= half and task in POLE_TASKS:
             upright += (-extras["primal"] < 0.2**2).float()
-    return float(total.mean()), float(upright.mean() / (env.episode_length - half))
+    fraction = float(upright.mean() / (env.episode_length - half)) if task in POLE_TASKS else float("nan")
+    return float(total.mean()), fraction
 
 
 def make_model(algo: str, task: str, seed: int, kwargs: dict | None = None) -> Any:
@@ -138,8 +143,8 @@ def write_report(results: list[dict], out: Path, task: str) -> None:
     axes[0].set_xlabel("env steps (log scale)")
     axes[1].set_xlabel("training wall-clock (s, one CPU thread each)")
     returns = np.concatenate([np.array(r["curve"])[1:, 2] for r in results if len(r["curve"]) > 1])
-    if len(returns):  # the untrained first points would dwarf the rest
-        low, high = float(np.percentile(returns, 5)), float(returns.max())
+    low, high = (float(np.percentile(returns, 5)), float(returns.max())) if len(returns) else (0.0, 0.0)
+    if high > low:  # the untrained first points would dwarf the rest
         for ax in axes:
             ax.set_ylim(low, high + 0.05 * (high - low))
     for ax in axes:
@@ -152,7 +157,9 @@ def write_report(results: list[dict], out: Path, task: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", default="CartPoleSwingUp", choices=["CartPoleSwingUp", "DoublePendulum"])
+    parser.add_argument("--task", default="CartPoleSwingUp",
+                        choices=[*POLE_TASKS, "NewtonHopper", "NewtonAnt"],
+                        help="the Newton tasks need the newton extra (and a GPU to train at scale)")
     parser.add_argument("--algos", nargs="+", default=["shac", "pwm", "sac", "ppo"],
                         choices=["shac", "pwm", "sac", "ppo"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])

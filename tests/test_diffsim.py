@@ -180,7 +180,7 @@ def test_seeded_start_states_are_reproducible_and_bad_arguments_raise() -> None:
     with pytest.raises(ValueError, match="start_state needs 4"):
         CartPoleSwingUp(start_state=(0.0, 1.0))
     with pytest.raises(ValueError, match="Unknown differentiable task"):
-        make_diffsim("Hopper")
+        make_diffsim("Humanoid")
 
 
 @pytest.mark.parametrize("env_id", ["pwm_agent/CartPoleSwingUp-v0", "pwm_agent/DoublePendulum-v0"])
