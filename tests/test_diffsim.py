@@ -151,7 +151,29 @@ def test_step_follows_the_dflex_interface() -> None:
     assert done.all() and extras["truncation"].all() and not extras["termination"].any()
     assert not torch.allclose(extras["obs_before_reset"], obs5)  # reset inside step
     assert (env.progress_buf == 0).all()
-    assert not torch.equal(before, obs5)
+    del before
+
+
+def test_no_gradient_flows_across_a_reset_inside_step() -> None:
+    env = CartPoleSwingUp(num_envs=2, episode_length=2, seed=0)
+    first = torch.zeros(2, 1, requires_grad=True)
+    env.step(first)
+    obs, _, done, extras = env.step(torch.zeros(2, 1))
+    assert done.all()
+    (grad_reset,) = torch.autograd.grad(obs.sum(), first, allow_unused=True, retain_graph=True)
+    assert grad_reset is None or torch.count_nonzero(grad_reset) == 0
+    (grad_reached,) = torch.autograd.grad(extras["obs_before_reset"].sum(), first)
+    assert torch.count_nonzero(grad_reached) > 0
+
+
+def test_partial_reset_keeps_the_other_envs_graph() -> None:
+    env = CartPoleSwingUp(num_envs=3, seed=0)
+    action = torch.zeros(3, 1, requires_grad=True)
+    env.step(action)
+    obs = env.reset(torch.tensor([False, True, False]))  # a bool mask works like indices [1]
+    assert int(env.progress_buf[1]) == 0 and int(env.progress_buf[0]) == 1
+    (grad,) = torch.autograd.grad(obs[[0, 2]].sum() + obs[1].sum(), action)
+    assert torch.count_nonzero(grad[[0, 2]]) > 0 and torch.count_nonzero(grad[1]) == 0
 
 
 def test_reset_with_grads_cuts_the_graph_without_resetting() -> None:

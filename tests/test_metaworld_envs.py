@@ -63,6 +63,16 @@ def test_episode_seeding_and_success_flag() -> None:
 
 
 @needs_metaworld
+def test_constructor_seed_and_long_episodes() -> None:
+    first = [gym.make("pwm_agent/mw-reach", seed=7).reset()[0] for _ in range(2)]
+    np.testing.assert_array_equal(first[0], first[1])
+    env = gym.make("pwm_agent/mw-reach", max_episode_steps=300)  # past Meta-World's own 500-step limit
+    env.reset(seed=0)
+    for _ in range(300):
+        env.step(env.action_space.sample())
+
+
+@needs_metaworld
 def test_pwm_runs_on_a_metaworld_task() -> None:
     from pwm_agent import PWM
 

@@ -10,13 +10,15 @@ from stable_baselines3.common.callbacks import (
     CallbackList,
     CheckpointCallback,
     EvalCallback,
+    StopTrainingOnMaxEpisodes,
     StopTrainingOnRewardThreshold,
 )
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 
 from pwm_agent import PWM
-from pwm_agent.envs.diffsim import CartPoleSwingUp, DoublePendulum
+from pwm_agent.envs import GymnasiumVecEnv
+from pwm_agent.envs.diffsim import CartPoleSwingUp, DiffSimVectorEnv, DoublePendulum
 from pwm_agent.objectives import td_lambda_episodic
 from pwm_agent.shac import SHAC
 from pwm_agent.shac.rollout import differentiable_rollout
@@ -47,15 +49,24 @@ def test_td_lambda_episodic_limits() -> None:
     torch.testing.assert_close(monte_carlo[3, 1], expected)
 
 
-def test_rollout_objective_cuts_at_episode_ends() -> None:
-    """Objective = sum over episode pieces of discounted rewards + gamma^k V(end state)."""
+class _FallingCartPole(CartPoleSwingUp):
+    """Terminates when the cart leaves |x| < 0.05 (so terminations happen within a few steps)."""
+
+    def termination(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs[:, 0].abs() > 0.05
+
+
+@pytest.mark.parametrize("env_cls", [CartPoleSwingUp, _FallingCartPole], ids=["truncations", "terminations"])
+def test_rollout_objective_cuts_at_episode_ends(env_cls: type) -> None:
+    """Objective = sum over episode pieces of discounted rewards + gamma^k V(end state),
+    with no bootstrap after a termination."""
     agent = _agent(num_envs=2)
-    env = CartPoleSwingUp(num_envs=2, seed=1, episode_length=3, stochastic_init=False)
+    env = env_cls(num_envs=2, seed=1, episode_length=3, stochastic_init=False)
     policy, gamma, horizon = agent.policy, 0.9, 5
     policy.normalize_observations = False
     torch.manual_seed(0)
     zeros = torch.zeros(2)
-    objective, traj, _ = differentiable_rollout(env, policy, horizon, gamma, (zeros, zeros.clone()), lambda: True)
+    objective, traj, _ = differentiable_rollout(env, policy, horizon, gamma, (zeros, zeros.clone()), lambda _: True)
     values = policy.target_critic.min_value(traj.next_obs).detach()
     manual = torch.zeros(())
     for i in range(2):
@@ -63,12 +74,34 @@ def test_rollout_objective_cuts_at_episode_ends() -> None:
         for t in range(horizon):
             acc = acc + disc * traj.rewards[t, i]
             if traj.ends[t, i]:
-                manual = manual + acc + disc * gamma * values[t, i]
+                manual = manual + acc + disc * gamma * values[t, i] * (1 - traj.terminated[t, i])
                 acc, disc = 0.0, 1.0
             else:
                 disc *= gamma
     torch.testing.assert_close(objective.detach(), manual / (horizon * 2))
-    assert traj.done[2].all() and not traj.done[3].any()  # 3-step episodes reset inside the window
+    if env_cls is CartPoleSwingUp:
+        assert traj.done[2].all() and not traj.done[3].any()  # 3-step episodes reset inside the window
+    else:
+        assert traj.terminated.any()
+
+
+class _DivergingCartPole(CartPoleSwingUp):
+    """Env 0 reports a NaN state on its second step (a simulator blowing up)."""
+
+    def _step(self, actions):
+        obs, rew, done, extras = super()._step(actions)
+        if int(self.progress_buf[1]) == 2:
+            extras["obs_before_reset"] = extras["obs_before_reset"].clone()
+            extras["obs_before_reset"][0] = float("nan")
+        return obs, rew, done, extras
+
+
+def test_diverging_states_never_reach_the_critics() -> None:
+    agent = SHAC("MlpPolicy", _DivergingCartPole(num_envs=2, seed=0, stochastic_init=False), seed=0, **SMALL)
+    agent.learn(8)
+    assert agent._n_updates == 1
+    assert all(torch.isfinite(p).all() for p in agent.policy.parameters())
+    assert np.isfinite(agent._metrics["critic_loss"]) and np.isfinite(agent._metrics["actor_loss"])
 
 
 def test_one_epoch_updates_actor_and_critic_separately() -> None:
@@ -86,17 +119,18 @@ def test_one_epoch_updates_actor_and_critic_separately() -> None:
     env = agent.differentiable_env()
     zeros = torch.zeros(4)
     agent.policy.zero_grad(set_to_none=True)
-    objective, _, _ = differentiable_rollout(env, agent.policy, 3, 0.99, (zeros, zeros.clone()), lambda: True)
+    objective, _, _ = differentiable_rollout(env, agent.policy, 3, 0.99, (zeros, zeros.clone()), lambda _: True)
     objective.backward()
     assert all(p.grad is None for p in agent.policy.critic.parameters())
     assert all(p.grad is not None for p in agent.policy.actor.parameters())
 
 
-def test_learning_rates_decay_linearly_over_training() -> None:
-    agent = _agent(learning_rate=1e-3, critic_learning_rate=1e-2, learning_rate_final=0.0)
+@pytest.mark.parametrize("final", [0.0, 1e-4])
+def test_learning_rates_decay_linearly_to_the_final_value(final: float) -> None:
+    agent = _agent(learning_rate=1e-3, critic_learning_rate=1e-2, learning_rate_final=final)
     agent.learn(64)  # 4 epochs of 16 steps: progress 1, 0.75, 0.5, 0.25 at their starts
-    assert agent.actor_optimizer.param_groups[0]["lr"] == pytest.approx(0.25e-3)
-    assert agent.critic_optimizer.param_groups[0]["lr"] == pytest.approx(0.25e-2)
+    assert agent.actor_optimizer.param_groups[0]["lr"] == pytest.approx(final + 0.25 * (1e-3 - final))
+    assert agent.critic_optimizer.param_groups[0]["lr"] == pytest.approx(final + 0.25 * (1e-2 - final))
 
 
 def test_seed_gives_identical_training() -> None:
@@ -122,6 +156,15 @@ def test_callbacks_progress_bar_and_logger(tmp_path) -> None:
     assert {"train/actor_loss", "train/critic_loss", "train/actor_grad_norm", "eval/mean_reward"} <= set(header)
 
 
+def test_callbacks_see_dones_and_episode_infos() -> None:
+    agent = SHAC("MlpPolicy", CartPoleSwingUp(num_envs=2, episode_length=3, seed=0), seed=0, **SMALL)
+    agent.learn(400, callback=StopTrainingOnMaxEpisodes(max_episodes=2))  # 2 episodes per env
+    assert agent.num_timesteps == 12  # both envs finish their second episode at step 6
+    # The first epoch (steps 1-4) completed and logged the episodes that ended at step 3;
+    # the second was cut short at step 6 and logs nothing.
+    assert [ep["l"] for ep in agent.ep_info_buffer] == [3, 3]
+
+
 def test_stop_training_callback_ends_learning_early() -> None:
     agent = _agent()
     eval_env = gym.make("pwm_agent/CartPoleSwingUp-v0", episode_length=5)
@@ -143,9 +186,12 @@ def test_save_load_round_trip_and_continue(tmp_path) -> None:
     loaded = SHAC.load(tmp_path / "shac.zip", env=CartPoleSwingUp(num_envs=4))
     loaded.learn(16, reset_num_timesteps=False)
     assert loaded.num_timesteps == 48
-    loaded.set_env(CartPoleSwingUp(num_envs=4, seed=5))  # SB3: same number of envs
-    loaded.learn(16, reset_num_timesteps=False)
-    assert loaded.num_timesteps == 64
+    loaded.set_env(CartPoleSwingUp(num_envs=4, seed=5, episode_length=10))  # SB3: same number of envs
+    loaded.learn(48, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 96
+    assert [ep["l"] for ep in loaded.ep_info_buffer] == [10] * 4  # fresh episode stats after the swap
+    by_name = SHAC.load(tmp_path / "shac.zip", env="CartPoleSwingUp", num_envs=3)
+    assert by_name.differentiable_env().num_envs == 3
     with pytest.raises(ValueError, match="load it with SHAC.load"):
         PWM.load(tmp_path / "shac.zip")
     with pytest.raises(ValueError, match="does not match"):
@@ -166,6 +212,12 @@ def test_task_names_and_bad_input() -> None:
         SHAC("MlpPolicy", gym.make("Pendulum-v1"))
     with pytest.raises(ValueError, match="no_grad=False"):
         SHAC("MlpPolicy", CartPoleSwingUp(num_envs=2, no_grad=True))
+    with pytest.raises(ValueError, match="no_grad=False"):  # the Gymnasium view builds a no-grad simulator
+        SHAC("MlpPolicy", GymnasiumVecEnv(DiffSimVectorEnv("CartPoleSwingUp", num_envs=2)))
+    with pytest.raises(ValueError, match="critic_minibatches"):
+        SHAC("MlpPolicy", CartPoleSwingUp(num_envs=1), horizon=2, critic_minibatches=4).learn(10)
+    with pytest.raises(ValueError, match="gamma must be in"):
+        SHAC("MlpPolicy", CartPoleSwingUp(num_envs=2), gamma=1.5)
     with pytest.raises(ValueError, match="horizon must be >= 1"):
         SHAC("MlpPolicy", CartPoleSwingUp(num_envs=2), horizon=0)
     with pytest.raises(ValueError, match="SHAC needs an env"):

@@ -66,11 +66,17 @@ class MetaWorldTaskEnv(gym.Env):
     ) -> None:
         self.task, self.action_repeat, self.render_mode = task, action_repeat, render_mode
         self._env = _make_metaworld_env(task, seed)
+        # Meta-World refuses steps past its own limit (500 raw steps); episodes here end by
+        # TimeLimit, so lift it for longer ``max_episode_steps``.
+        self._env.max_path_length = 2**31 - 1
+        self._init_seed = seed
         self._seeded = False
         self.observation_space = spaces.Box(-np.inf, np.inf, self._env.observation_space.shape, np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, self._env.action_space.shape, np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        if seed is None and not self._seeded:
+            seed = self._init_seed  # the constructor's seed makes the first reset reproducible
         super().reset(seed=seed)
         if seed is not None or not self._seeded:  # Meta-World's reset ignores its seed argument
             self._env.seed(int(self.np_random.integers(2**31 - 1)))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import LinearSchedule, get_device, safe_mean
@@ -88,6 +88,7 @@ class SHAC(BaseAlgorithm):
         _init_setup_model: bool = True,
     ) -> None:
         _check_hyperparameters(horizon, critic_iterations, critic_minibatches, target_critic_alpha, num_envs)
+        _check_rates(gamma, gae_lambda, betas, learning_rate_final)
         self._init_kwargs = {k: v for k, v in locals().items() if k not in _NOT_SAVED_ARGS}
         self._init_kwargs["betas"] = list(betas)
         if env is None and _init_setup_model:
@@ -121,6 +122,7 @@ class SHAC(BaseAlgorithm):
             check_differentiable_env(env)
             return GymnasiumVecEnv(DiffSimVectorEnv(env=env))
         if isinstance(env, VecEnv) and _differentiable_env_of(env) is not None:
+            check_differentiable_env(_differentiable_env_of(env))
             return env
         raise TypeError(
             f"SHAC needs a differentiable env (a pwm_agent.envs.diffsim env, a dflex env, or a task name such as "
@@ -167,15 +169,24 @@ class SHAC(BaseAlgorithm):
         progress_bar: bool = False,
     ) -> SelfSHAC:
         """Train for ``total_timesteps`` env steps (summed over envs; ``horizon * num_envs``
-        per epoch). Callbacks' ``on_step`` runs after every simulator step."""
+        per epoch). Callbacks' ``on_step`` runs after every simulator step, with SB3's
+        ``dones``, ``rewards`` and ``infos`` (``infos[i]["episode"]`` at episode ends) in
+        ``locals``. The agent's own ``get_env()`` steps the same simulator: evaluate on a
+        separate env (e.g. ``gym.make("pwm_agent/CartPoleSwingUp-v0")``), never on it."""
         env = self.differentiable_env()
         if env is None:
             raise ValueError("This SHAC agent has no env: pass one with `set_env(env)` or `SHAC.load(path, env=env)`.")
+        if self.horizon * int(env.num_envs) < self.critic_minibatches:
+            raise ValueError(
+                f"horizon * num_envs = {self.horizon * int(env.num_envs)} transitions per epoch cannot fill "
+                f"critic_minibatches={self.critic_minibatches}; use more envs, a longer horizon or fewer minibatches."
+            )
+        env_will_reset = reset_num_timesteps or self._last_obs is None
         total_timesteps, callback = self._setup_learn(
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
         callback.on_training_start(locals(), globals())
-        if reset_num_timesteps or self._running is None or self._running[0].shape[0] != int(env.num_envs):
+        if env_will_reset or self._running is None:
             zeros = torch.zeros(int(env.num_envs), device=self.device)
             self._running = (zeros, zeros.clone())
         while self.num_timesteps < total_timesteps:
@@ -194,9 +205,12 @@ class SHAC(BaseAlgorithm):
         self.policy.set_training_mode(True)
         callback.on_rollout_start()
 
-        def on_step() -> bool:
+        wants_locals = not (isinstance(callback, CallbackList) and not callback.callbacks)
+
+        def on_step(step: dict[str, torch.Tensor]) -> bool:
             self.num_timesteps += int(env.num_envs)
-            callback.update_locals({"self": self, "env": env})
+            if wants_locals:  # SB3 callbacks read dones/rewards/infos (a host sync per step)
+                callback.update_locals(_step_locals(self, env, step))
             return callback.on_step()
 
         assert self._running is not None
@@ -225,9 +239,16 @@ class SHAC(BaseAlgorithm):
         return True
 
     def _update_rates(self) -> None:
-        actor_lr = self.lr_schedule(self._current_progress_remaining)
-        start = self.lr_schedule(1.0)
-        critic_lr = self.critic_learning_rate * (actor_lr / start if start > 0 else 1.0)
+        progress = self._current_progress_remaining
+        actor_lr = self.lr_schedule(progress)
+        if callable(self.learning_rate):  # a user schedule: the critic follows its ratio
+            start = self.lr_schedule(1.0)
+            critic_lr = self.critic_learning_rate * (actor_lr / start if start > 0 else 1.0)
+        elif self.learning_rate_final is None:
+            critic_lr = self.critic_learning_rate
+        else:
+            final = float(self.learning_rate_final)
+            critic_lr = final + progress * (self.critic_learning_rate - final)
         for group in self.actor_optimizer.param_groups:
             group["lr"] = actor_lr
         for group in self.critic_optimizer.param_groups:
@@ -281,8 +302,26 @@ class SHAC(BaseAlgorithm):
         **kwargs: Any,
     ) -> SelfSHAC:
         """Load an agent saved by :meth:`save` without unpickling anything from the file
-        (hyperparameters from JSON, tensors with ``torch.load(..., weights_only=True)``)."""
+        (hyperparameters from JSON, tensors with ``torch.load(..., weights_only=True)``).
+
+        :param env: a differentiable env, a task name (built with ``kwargs.get("num_envs", 64)``
+            envs on ``device``), or ``None`` to predict only.
+        """
+        if isinstance(env, str):
+            env = make_diffsim(env, num_envs=int(kwargs.get("num_envs", 64)), device=get_device(device), no_grad=False)
         return serialization.safe_load(cls, path, env, device, custom_objects, kwargs)  # type: ignore[arg-type]
+
+
+def _step_locals(model: SHAC, env: Any, step: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The per-step locals SB3 callbacks read (``dones``, ``rewards``, ``infos`` with
+    Monitor-style ``episode`` entries), as NumPy."""
+    dones = step["done"].cpu().numpy()
+    infos: list[dict[str, Any]] = [{} for _ in range(len(dones))]
+    if dones.any():
+        returns, lengths = step["episode_returns"].cpu().numpy(), step["episode_lengths"].cpu().numpy()
+        for i in np.flatnonzero(dones):
+            infos[i]["episode"] = {"r": float(returns[i]), "l": int(lengths[i]), "t": 0.0}
+    return {"self": model, "env": env, "dones": dones, "rewards": step["rewards"].cpu().numpy(), "infos": infos}
 
 
 def _differentiable_env_of(venv: VecEnv) -> Any:
@@ -299,3 +338,13 @@ def _check_hyperparameters(
             raise ValueError(f"{name} must be >= 1, got {value}.")
     if not 0.0 <= target_critic_alpha < 1.0:
         raise ValueError(f"target_critic_alpha must be in [0, 1), got {target_critic_alpha}.")
+
+
+def _check_rates(gamma: float, gae_lambda: float, betas: Any, learning_rate_final: float | None) -> None:
+    for name, value in (("gamma", gamma), ("gae_lambda", gae_lambda)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}.")
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise ValueError(f"betas must be two Adam coefficients in [0, 1), got {betas!r}.")
+    if learning_rate_final is not None and learning_rate_final < 0:
+        raise ValueError(f"learning_rate_final must be >= 0 (or None for a constant rate), got {learning_rate_final}.")

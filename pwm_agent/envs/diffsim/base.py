@@ -171,17 +171,20 @@ class DiffSimEnv:
     def reset(
         self, env_ids: torch.Tensor | Sequence[int] | None = None, grads: bool = False, force_reset: bool = True
     ) -> torch.Tensor:
-        """Reset ``env_ids`` (all by default) to start states, or with ``grads=True`` only
-        detach the current state from the graph of earlier steps. Returns obs ``[N, O]``."""
+        """Reset ``env_ids`` (indices or a bool mask ``[N]``; all by default) to start states,
+        or with ``grads=True`` only detach the current state from the graph of earlier steps.
+        Envs not reset keep their graph. Returns obs ``[N, O]``."""
         if grads:
             return self.initialize_trajectory()
         if env_ids is None:
             if not force_reset:
                 return self.obs_buf
             env_ids = torch.arange(self.num_envs, device=self.device)
-        ids = torch.as_tensor(env_ids, dtype=torch.long, device=self.device).reshape(-1)
+        ids = torch.as_tensor(env_ids, device=self.device)
+        ids = ids.nonzero().reshape(-1) if ids.dtype == torch.bool else ids.to(torch.long).reshape(-1)
         q0, qd0 = self._start_states(len(ids))
-        self.q, self.qd = self.q.detach().clone(), self.qd.detach().clone()
+        # Index assignment on copies: the other envs keep their autograd graph, as in dflex.
+        self.q, self.qd = self.q.clone(), self.qd.clone()
         self.q[ids], self.qd[ids] = q0, qd0
         self.progress_buf = self.progress_buf.clone()
         self.progress_buf[ids] = 0

@@ -62,7 +62,7 @@ class DiffSimVectorEnv(VectorEnv):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         if isinstance(seed, list):
             seed = seed[0]
-        if seed is not None and hasattr(self.diff_env, "seed"):
+        if seed is not None and callable(getattr(self.diff_env, "seed", None)):  # dflex stores an int there
             self.diff_env.seed(seed)
         mask = (options or {}).get("reset_mask")
         with torch.no_grad():
