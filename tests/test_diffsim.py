@@ -265,3 +265,10 @@ def test_bouncing_ball_contacts_push_back_and_stiffen_gradients() -> None:
         eps = 1e-6
         fd = (throw(1e3, probe + eps)[0] - throw(1e3, probe - eps)[0]) / (2 * eps)
     torch.testing.assert_close(grad, fd, rtol=0.05, atol=1e-6)
+
+
+def test_gymnasium_views_refuse_conflicting_arguments() -> None:
+    with pytest.raises(TypeError, match="without gradients"):
+        gym.make("pwm_agent/CartPoleSwingUp-v0", no_grad=False)
+    with pytest.raises(TypeError, match="never records gradients"):
+        DiffSimVectorEnv("CartPoleSwingUp", num_envs=2, no_grad=False)

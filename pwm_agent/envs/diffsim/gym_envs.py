@@ -22,6 +22,12 @@ from pwm_agent.envs.diffsim.registry import make_diffsim
 __all__ = ["DiffSimGymEnv", "DiffSimVectorEnv"]
 
 
+def _refuse(kwargs: dict[str, Any], names: tuple[str, ...], why: str) -> None:
+    given = [name for name in names if name in kwargs]
+    if given:
+        raise TypeError(f"Do not pass {given} here: {why}. Use the differentiable env class for other settings.")
+
+
 def _numpy(x: torch.Tensor) -> np.ndarray:
     return x.detach().to("cpu", torch.float32).numpy()
 
@@ -47,6 +53,7 @@ class DiffSimVectorEnv(VectorEnv):
         if env is None:
             if task is None:
                 raise ValueError("Pass a task name (e.g. 'CartPoleSwingUp') or env=<a differentiable env>.")
+            _refuse(kwargs, ("no_grad",), "the Gymnasium view never records gradients")
             env = make_diffsim(task, num_envs=num_envs, no_grad=True, **kwargs)
         self.diff_env = env
         self.num_envs = int(env.num_envs)
@@ -104,6 +111,7 @@ class DiffSimGymEnv(gym.Env):
 
     def __init__(self, task: str = "CartPoleSwingUp", **kwargs: Any) -> None:
         kwargs.pop("max_episode_steps", None)
+        _refuse(kwargs, ("num_envs", "no_grad"), "a single Gymnasium env simulates one env without gradients")
         self.diff_env: DiffSimEnv = make_diffsim(task, num_envs=1, no_grad=True, **kwargs)
         self.observation_space = self.diff_env.observation_space
         self.action_space = self.diff_env.action_space
