@@ -27,10 +27,47 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-__all__ = ["DiffSimEnv"]
+__all__ = ["BatchedEnvInterface", "DiffSimEnv"]
 
 
-class DiffSimEnv:
+class BatchedEnvInterface:
+    """The members every built-in differentiable env shares (PyTorch and newton backends).
+
+    Subclasses set ``num_obs``, ``num_actions``, ``no_grad`` and a ``torch.Generator``
+    ``generator``, and implement ``_step``.
+    """
+
+    num_obs: int = 0
+    num_actions: int = 0
+    no_grad: bool = False
+    generator: torch.Generator
+
+    @property
+    def num_acts(self) -> int:
+        return self.num_actions
+
+    @property
+    def num_observations(self) -> int:
+        return self.num_obs
+
+    def seed(self, seed: int | None = None) -> None:
+        """Seed the generator of start states (``None``: a random seed)."""
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(int(seed))
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Advance every env one control step: ``(obs [N, O], rew [N], done [N], extras)``
+        (see the module docstring); no graph is recorded when ``no_grad``."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.no_grad):
+            return self._step(actions)
+
+    def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        raise NotImplementedError
+
+
+class DiffSimEnv(BatchedEnvInterface):
     """Base class of the built-in differentiable envs.
 
     :param num_envs: number of simulated envs ``N`` (one batch).
@@ -124,26 +161,6 @@ class DiffSimEnv:
         return q, qd
 
     # ------------------------------------------------------------ interface
-    @property
-    def num_acts(self) -> int:
-        return self.num_actions
-
-    @property
-    def num_observations(self) -> int:
-        return self.num_obs
-
-    def seed(self, seed: int | None = None) -> None:
-        """Seed the generator of start states (``None``: a random seed)."""
-        if seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(int(seed))
-
-    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
-        """Advance every env one control step; see the module docstring for the returns."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.no_grad):
-            return self._step(actions)
-
     def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         actions = torch.as_tensor(actions, device=self.device).to(self.dtype)
         actions = actions.reshape(self.num_envs, self.num_actions).clamp(-1.0, 1.0)

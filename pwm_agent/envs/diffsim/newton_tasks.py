@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from pwm_agent.envs.diffsim.base import BatchedEnvInterface
 from pwm_agent.envs.diffsim.newton_backend import (
     INSTALL_HINT,
     NewtonSimulation,
@@ -77,7 +78,7 @@ def _mjcf_text(path: Path, geom_density: float | None = None) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-class NewtonEnv:
+class NewtonEnv(BatchedEnvInterface):
     """Base class of the newton-backed tasks (dflex's env interface).
 
     :param num_envs: number of simulated envs ``N``.
@@ -169,6 +170,18 @@ class NewtonEnv:
         array = getattr(model, name)
         array.assign(np.resize(np.asarray(values, dtype=np.float32), array.shape[0]))
 
+    def set_joint_gains(self, model: Any, armature: float, hinge_damping: float) -> None:
+        """dflex's joint settings: ``armature`` on every dof, ``hinge_damping`` on the actuated
+        hinges (the last ``num_actions`` dofs), joint limits 1e3 / 10, no position targets."""
+        dofs = model.joint_dof_count // self.num_envs
+        hinge = np.arange(dofs) >= dofs - self.num_actions
+        self.set_per_dof(model, "joint_armature", np.full(dofs, armature))
+        self.set_per_dof(model, "joint_damping", np.where(hinge, hinge_damping, 0.0))
+        self.set_per_dof(model, "joint_limit_ke", np.full(dofs, 1.0e3))
+        self.set_per_dof(model, "joint_limit_kd", np.full(dofs, 10.0))
+        self.set_per_dof(model, "joint_target_ke", np.zeros(dofs))
+        self.set_per_dof(model, "joint_target_kd", np.zeros(dofs))
+
     @staticmethod
     def set_contact_material(model: Any, ke: float, kd: float, kf: float, mu: float) -> None:
         """Penalty-contact normal stiffness/damping, friction gain and coefficient of every shape."""
@@ -183,26 +196,6 @@ class NewtonEnv:
         return scene.finalize(device=warp_device(device), requires_grad=False)
 
     # -------------------------------------------------------------- interface
-    @property
-    def num_acts(self) -> int:
-        return self.num_actions
-
-    @property
-    def num_observations(self) -> int:
-        return self.num_obs
-
-    def seed(self, seed: int | None = None) -> None:
-        """Seed the generator of start states (``None``: a random seed)."""
-        if seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(int(seed))
-
-    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
-        """Advance every env one control step: ``(obs [N, O], rew [N], done [N], extras)``."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.no_grad):
-            return self._step(actions)
-
     def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         n, a = self.num_envs, self.num_actions
         actions = torch.as_tensor(actions, device=self.device).to(torch.float32).reshape(n, a).clamp(-1.0, 1.0)
@@ -339,14 +332,7 @@ class NewtonAnt(NewtonEnv):
         robot = newton.ModelBuilder()
         robot.add_mjcf(_mjcf_text(path, geom_density=1000.0), parse_sites=False, parse_visuals=False)
         model = self.finalize(robot, num_envs, device)
-        dofs = model.joint_dof_count // num_envs
-        hinge = np.arange(dofs) >= dofs - self.num_actions
-        self.set_per_dof(model, "joint_armature", np.full(dofs, 0.05))
-        self.set_per_dof(model, "joint_damping", np.where(hinge, 1.0, 0.0))
-        self.set_per_dof(model, "joint_limit_ke", np.full(dofs, 1.0e3))
-        self.set_per_dof(model, "joint_limit_kd", np.full(dofs, 10.0))
-        self.set_per_dof(model, "joint_target_ke", np.zeros(dofs))
-        self.set_per_dof(model, "joint_target_kd", np.zeros(dofs))
+        self.set_joint_gains(model, armature=0.05, hinge_damping=1.0)
         self.set_contact_material(model, ke=4.0e4, kd=1.0e4, kf=3.0e3, mu=0.75)
         return model
 
@@ -452,13 +438,7 @@ class NewtonHopper(NewtonEnv):
                 f"Gymnasium's hopper.xml imported with {dofs} dofs per env (expected 6: x, z, pitch and three "
                 "hinges); this newton version imports it differently."
             )
-        hinge = np.arange(dofs) >= dofs - self.num_actions
-        self.set_per_dof(model, "joint_armature", np.full(dofs, 1.0))
-        self.set_per_dof(model, "joint_damping", np.where(hinge, 2.0, 0.0))
-        self.set_per_dof(model, "joint_limit_ke", np.full(dofs, 1.0e3))
-        self.set_per_dof(model, "joint_limit_kd", np.full(dofs, 10.0))
-        self.set_per_dof(model, "joint_target_ke", np.zeros(dofs))
-        self.set_per_dof(model, "joint_target_kd", np.zeros(dofs))
+        self.set_joint_gains(model, armature=1.0, hinge_damping=2.0)
         self.set_contact_material(model, ke=2.0e4, kd=2.0e3, kf=1.0e3, mu=0.9)
         return model
 
