@@ -78,6 +78,31 @@ def test_train_actor_moves_only_the_actor(agent):
     assert not imagination.latents.requires_grad and not imagination.rewards.requires_grad
 
 
+def test_behavior_cloning_term_pulls_actions_to_the_data_and_moves_only_the_actor(agent):
+    from dataclasses import replace
+
+    updater, batch = agent.updater, sample(agent)
+    updater.config = replace(updater.config, bc_coef=50.0)  # the cloning term dominates the loss
+    for group in updater.actor_optimizer.param_groups:
+        group["lr"] = 1e-2
+    target = torch.full_like(batch.actions[0], 0.5)
+    with torch.no_grad():
+        z0 = agent.policy.world_model.encode(batch.observations[0])
+        start = (agent.policy.actor.mean_action(z0) - target).square().sum(-1).mean()
+    losses = []
+
+    def steps():
+        for _ in range(30):
+            losses.append(updater.train_actor(batch.observations[0], target)[1]["bc_loss"])
+
+    diff = run_and_diff(agent, steps)
+    assert diff["world_model"] == [] and diff["critic"] == []
+    assert torch.isclose(losses[0], start)
+    assert losses[-1] < 0.5 * start
+    # Without behaviour actions (the online default) the term is absent.
+    assert "bc_loss" not in updater.train_actor(batch.observations[0])[1]
+
+
 def test_actor_gradient_flows_through_the_world_model(agent):
     """The imagined reward depends on the actions, so the actor gets a gradient through the model."""
     policy = agent.policy

@@ -2,9 +2,11 @@
 
 Stages (each skipped when its output exists, so the script resumes):
 
-1. ``data``: for each task, train a PWM agent online (``--online-steps``), then collect
-   ``--policy-steps`` transitions with it (stochastic actions) and ``--random-steps``
-   with uniform random actions; write each task's data as a Minari dataset.
+1. ``data``: for each task, train a PWM agent online (``--online-steps``) and keep its
+   replay buffer (the learning history, from random to trained, as in TD-MPC2's and
+   PWM's multi-task data), then collect ``--policy-steps`` transitions with the trained
+   agent (stochastic actions) and ``--random-steps`` with uniform random actions; write
+   each task's data (history, policy, random, in that order) as a Minari dataset.
 2. ``pretrain``: label each task's data with its id, zero-pad to the largest dims and
    pre-train one multi-task world model (TD-MPC2's 1M shape, task_dim 96) on all of it;
    save it in TD-MPC2's layout with the task table (``save_world_model``).
@@ -60,13 +62,15 @@ def collect_task(args: tuple[str, Path, int, int, int]) -> dict[str, Any]:
     t0 = time.perf_counter()
     agent = PWM("MlpPolicy", env_id, seed=0).learn(online_steps)
     agent.save(out / f"online-{name}")
+    history = datasets.from_replay_buffer(agent)
     policy_part = datasets.collect(env_id, agent, policy_steps, seed=1)
     random_part = datasets.collect(env_id, "random", random_steps, seed=2)
-    datasets.save_minari(datasets.concatenate([policy_part, random_part]), out / f"{name}-v0", env=env_id,
-                         algorithm_name="PWM online + random")
+    datasets.save_minari(datasets.concatenate([history, policy_part, random_part]), out / f"{name}-v0",
+                         env=env_id, algorithm_name="PWM online (replay) + trained PWM + random")
     return {
         "task": name,
         "online_agent_eval": evaluate(agent, env_id),
+        "history_return": float(history.episode_returns().mean()),
         "data_policy_return": float(policy_part.episode_returns().mean()),
         "random_return": float(random_part.episode_returns().mean()),
         "seconds": time.perf_counter() - t0,
@@ -167,9 +171,12 @@ def ship(out: Path, target: Path) -> None:
     for name in TASKS:
         data = datasets.load(out / f"{name}-v0")
         n = data.num_episodes
-        # the collected data holds the policy's episodes first, then the random ones
-        random_start = int(np.searchsorted(np.cumsum(data.episode_lengths), args_policy_steps(out, name), "right"))
-        keep = [0, 1, random_start, random_start + 1] if random_start + 1 < n else [0, 1]
+        # the data holds the learning history, then the trained policy's episodes, then random ones
+        online, policy = collected_steps(out)
+        ends = np.cumsum(data.episode_lengths)
+        policy_start = int(np.searchsorted(ends, online, "right"))
+        random_start = int(np.searchsorted(ends, online + policy, "right"))
+        keep = [policy_start, policy_start + 1, random_start, random_start + 1] if random_start + 1 < n else [0, 1]
         folder = target / checkpoint.stem / name
         if folder.exists():
             shutil.rmtree(folder)
@@ -177,10 +184,11 @@ def ship(out: Path, target: Path) -> None:
         logger.info("shipped %s: episodes %s", folder, keep)
 
 
-def args_policy_steps(out: Path, name: str) -> int:
-    """Transitions of the policy part of a task's data (from the run's settings)."""
+def collected_steps(out: Path) -> tuple[int, int]:
+    """Transitions of the history and of the trained-policy parts of a task's data (from
+    the run's settings)."""
     settings = json.loads((out / "settings.json").read_text())
-    return int(settings["policy_steps"])
+    return int(settings["online_steps"]), int(settings["policy_steps"])
 
 
 if __name__ == "__main__":

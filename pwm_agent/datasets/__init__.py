@@ -21,6 +21,7 @@ from pwm_agent.datasets.arrays import is_array_dataset, load_arrays, save_arrays
 from pwm_agent.datasets.collect import collect
 from pwm_agent.datasets.dataset import DatasetError, OfflineDataset, concatenate
 from pwm_agent.datasets.minari_io import convert_minari, load_minari, save_minari
+from pwm_agent.datasets.replay import from_replay_buffer
 from pwm_agent.datasets.tdmpc2_io import load_tdmpc2
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "collect",
     "concatenate",
     "convert_minari",
+    "from_replay_buffer",
     "load",
     "load_arrays",
     "load_minari",

@@ -77,6 +77,10 @@ class PWM(OffPolicyAlgorithm):
         returns (else by ``horizon``).
     :param symexp_rewards: for a two-hot reward head, differentiate the reward
         after ``symexp`` (``False``: in symlog space, as the authors' code).
+    :param bc_coef: weight of a behaviour-cloning term in the actor loss (squared distance
+        of the deterministic action to the replayed action at the start state); 0 (default)
+        is the paper's actor. For offline policy extraction from small datasets it keeps
+        the policy where the world model is accurate (see the offline docs).
     :param nan_policy: ``"raise"`` on a non-finite observation or reward, or
         ``"skip"``: the transition is stored as invalid (never trained on), counted
         in ``train/skipped_transitions`` and non-finite entries of the observation
@@ -133,6 +137,7 @@ class PWM(OffPolicyAlgorithm):
         model_max_grad_norm: float = 20.0,
         normalize_returns: bool = True,
         symexp_rewards: bool = True,
+        bc_coef: float = 0.0,
         nan_policy: str = "raise",
         use_bf16: bool = False,
         log_every: int = 100,

@@ -44,6 +44,7 @@ class UpdateConfig:
     model_max_grad_norm: float = 20.0
     normalize_returns: bool = True
     symexp_rewards: bool = True
+    bc_coef: float = 0.0
     use_bf16: bool = False
 
 
@@ -77,7 +78,8 @@ class Updater:
         metrics: dict[str, torch.Tensor] = {}
         for i in range(self.config.model_iterations if model_steps is None else model_steps):
             metrics = self.train_world_model(batch if i == 0 else sample_batch())
-        imagination, actor_metrics = self.train_actor(batch.observations[0])
+        behavior = batch.actions[0] if self.config.bc_coef > 0 else None
+        imagination, actor_metrics = self.train_actor(batch.observations[0], behavior)
         metrics.update(actor_metrics)
         if self.config.critic_iterations > 0:
             metrics.update(self.train_critic(imagination))
@@ -148,9 +150,14 @@ class Updater:
         self.model_optimizer.step()
         return {**parts, "model_loss": loss.detach(), "model_grad_norm": grad_norm}
 
-    def train_actor(self, obs: torch.Tensor) -> tuple[Imagination, dict[str, torch.Tensor]]:
+    def train_actor(
+        self, obs: torch.Tensor, behavior_actions: torch.Tensor | None = None
+    ) -> tuple[Imagination, dict[str, torch.Tensor]]:
         """One actor step through an imagined rollout from ``obs [B, O]``.
 
+        With ``bc_coef > 0`` and ``behavior_actions [B, A]`` (the replayed actions taken
+        in ``obs``), the loss adds ``bc_coef * mean((mean_action(z0) - a)^2)``: a pull
+        towards the data's actions that keeps an offline policy where the model is right.
         Only the actor's gradient is computed (``torch.autograd.grad``): the world
         model and critics are read, never changed.
         """
@@ -166,6 +173,13 @@ class Updater:
         )
         scale = policy.return_rms.std() if cfg.normalize_returns else torch.tensor(float(cfg.horizon))
         loss = -(returns / scale).mean()
+        metrics: dict[str, torch.Tensor] = {}
+        if behavior_actions is not None and cfg.bc_coef > 0:
+            with self._autocast():
+                gap = policy.actor.mean_action(z0).float() - behavior_actions
+            bc_loss = gap.square().sum(-1).mean()
+            loss = loss + cfg.bc_coef * bc_loss
+            metrics["bc_loss"] = bc_loss.detach()
         params = list(policy.actor.parameters())
         grads = torch.autograd.grad(loss, params)
         for param, grad in zip(params, grads):
@@ -176,6 +190,7 @@ class Updater:
             policy.return_rms.update(returns)
         detached = Imagination(*(t.detach().float() for t in imagination))
         return detached, {
+            **metrics,
             "actor_loss": loss.detach(),
             "actor_grad_norm": grad_norm,
             "imagined_return": returns.detach().mean(),
