@@ -246,3 +246,71 @@ def test_learn_calls_do_not_stitch_episodes():
     model.learn(10, reset_num_timesteps=False)
     assert rb.chain[60, 0] == 30
     assert rb.num_valid_windows(h) == (30 - h + 1) + (40 - h + 1)
+
+
+# --------------------------------------------------------------------------- partial windows
+def reference_partial(history: list[list[Transition]], capacity: int, horizon: int) -> dict[tuple[int, int], int]:
+    """Brute force for ``partial_windows``: ``(env, first step) -> real steps`` for every stored
+    valid transition; a window runs until its episode chain ends, is cut, or meets the head."""
+    windows = {}
+    for e, transitions in enumerate(history):
+        stored = transitions[-capacity:]
+        for i, first in enumerate(stored):
+            if first.segment < 0:
+                continue
+            real = 0
+            for t in stored[i : i + horizon]:
+                if t.segment != first.segment:
+                    break
+                real += 1
+                if t.kind in ("terminated", "truncated"):
+                    break
+            windows[(e, first.step)] = real
+    return windows
+
+
+def check_partial_batch(batch, history, reference: dict[tuple[int, int], int], horizon: int) -> set:
+    obs, acts, rews = batch.observations.numpy(), batch.actions.numpy(), batch.rewards.numpy()
+    term, trunc, mask = batch.terminated.numpy(), batch.truncated.numpy(), batch.mask.numpy()
+    seen = set()
+    for b in range(obs.shape[1]):
+        e, g0 = int(obs[0, b, 0]), int(obs[0, b, 1])
+        real = reference[(e, g0)]
+        seen.add((e, g0))
+        np.testing.assert_array_equal(mask[:, b], np.arange(horizon) < real)
+        steps = g0 + np.minimum(np.arange(horizon), real - 1)  # masked steps repeat the last real one
+        np.testing.assert_array_equal(obs[1:, b, 1], steps)
+        np.testing.assert_array_equal(obs[1:, b, 0], e)
+        np.testing.assert_array_equal(acts[:, b, 0], steps)
+        np.testing.assert_allclose(rews[:, b], (steps + e / 10) * mask[:, b], rtol=1e-6)
+        kinds = {t.step: t.kind for t in history[e]}
+        done = np.array([kinds[int(s)] in ("terminated", "truncated") for s in steps]) * mask[:, b]
+        np.testing.assert_array_equal(term[:, b] + trunc[:, b], done)
+        assert all(kinds[int(s)] != "invalid" for s in steps)
+    return seen
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(buffer_cases())
+def test_partial_windows_match_brute_force(case):
+    n_envs, capacity, horizon, ops = case
+    buffer = SequenceReplayBuffer(capacity * n_envs, OBS_SPACE, ACT_SPACE, device="cpu", n_envs=n_envs,
+                                  partial_windows=True)
+    history = fill(buffer, ops)
+    reference = reference_partial(history, capacity, horizon)
+    assert buffer.num_valid_windows(horizon) == len(reference)
+    if not reference:
+        return
+    np.random.seed(len(ops))
+    seen = check_partial_batch(buffer.sample_windows(40 * len(reference), horizon), history, reference, horizon)
+    assert seen == set(reference)  # every stored transition starts windows, the last of episodes too
+
+
+def test_partial_windows_train_pwm_on_an_episodic_task():
+    pytest.importorskip("mujoco")
+    kwargs = tiny_kwargs(learning_starts=100, replay_buffer_kwargs=dict(partial_windows=True))
+    model = PWM("MlpPolicy", "InvertedPendulum-v5", seed=0, **kwargs).learn(160)
+    batch = model.replay_buffer.sample_windows(256, model.horizon)
+    assert batch.mask is not None and 0 < float(batch.mask.mean()) < 1  # short random episodes
+    metrics = model.updater.pop_metrics()
+    assert metrics and all(np.isfinite(v) for v in metrics.values())

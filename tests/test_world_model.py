@@ -253,6 +253,24 @@ def test_world_model_loss_weights_and_shape_errors():
         world_model_loss(model, obs[:-1], actions, rewards, terminated)
 
 
+@pytest.mark.parametrize("reward_head", ["scalar", "twohot"])
+def test_world_model_loss_mask_ignores_steps_past_the_episode(reward_head):
+    model = WorldModel(O, A, tiny_config(reward_head=reward_head))
+    obs, actions = torch.randn(T + 1, B, O), torch.randn(T, B, A).clamp(-1, 1)
+    rewards, terminated = torch.randn(T, B), torch.zeros(T, B)
+    total, _ = world_model_loss(model, obs, actions, rewards, terminated)
+    ones, _ = world_model_loss(model, obs, actions, rewards, terminated, mask=torch.ones(T, B))
+    torch.testing.assert_close(ones, total)
+    mask = torch.ones(T, B)
+    mask[2:, 0] = 0.0  # window 0 ends after 2 steps
+    masked, _ = world_model_loss(model, obs, actions, rewards, terminated, mask=mask)
+    obs2, rewards2, term2 = obs.clone(), rewards.clone(), terminated.clone()
+    obs2[3:, 0], rewards2[2:, 0], term2[2:, 0] = 99.0, -50.0, 1.0  # whatever lies past the end
+    changed, _ = world_model_loss(model, obs2, actions, rewards2, term2, mask=mask)
+    torch.testing.assert_close(changed, masked)
+    assert not torch.isclose(masked, total)
+
+
 def test_consistency_targets_have_no_gradient():
     model = WorldModel(O, A, tiny_config())
     obs = torch.randn(T + 1, B, O)
@@ -307,3 +325,17 @@ def test_preset_parameter_counts():
         counts[name] = sum(p.numel() for p in model.parameters())
     assert 0.4e6 < counts["tdmpc2-1M"] < 1.5e6
     assert 1.5e6 < counts["tdmpc2-5M"] < 6e6
+
+
+def test_weighted_running_stats_equal_stats_of_the_selected_samples():
+    from pwm_agent.common.running_stats import TorchRunningMeanStd
+
+    x, keep = torch.randn(6, 9) * 3 + 1, torch.rand(6, 9) > 0.4
+    weighted, subset = TorchRunningMeanStd(epsilon=0.0), TorchRunningMeanStd(epsilon=0.0)
+    weighted.update(torch.randn(50))
+    subset.load_state_dict(weighted.state_dict())
+    weighted.update(x, keep.float())
+    subset.update(x[keep])
+    torch.testing.assert_close(weighted.mean, subset.mean)
+    torch.testing.assert_close(weighted.var, subset.var)
+    torch.testing.assert_close(weighted.count, subset.count)

@@ -19,6 +19,10 @@ class WindowBatch(NamedTuple):
     ``observations [H + 1, B, O]``, ``actions [H, B, A]``, ``rewards [H, B]``,
     ``terminated [H, B]`` and ``truncated [H, B]`` (floats, 1.0 where true), and for
     multi-task data the task id of each window, ``tasks [B]`` (``None`` otherwise).
+    ``mask [H, B]`` (``None``: every step is real) is 1.0 for the steps of a window
+    that lie inside its episode and 0.0 for steps past the episode's last transition
+    (windows that may run past an episode's end, see ``partial_windows``); masked
+    steps repeat the last real observation and action and have zero reward and flags.
     """
 
     observations: torch.Tensor
@@ -27,6 +31,7 @@ class WindowBatch(NamedTuple):
     terminated: torch.Tensor
     truncated: torch.Tensor
     tasks: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
 
 
 class NoValidWindowError(RuntimeError):
@@ -47,6 +52,12 @@ class SequenceReplayBuffer(ReplayBuffer):
     episodes shorter than ``H`` in none (use a short ``horizon`` on tasks with
     very short episodes).
 
+    With ``partial_windows=True`` a window may instead start at any stored transition
+    and run past its episode's end (or the write head): the steps beyond are masked
+    (``WindowBatch.mask``). Every transition is then a start state equally often and
+    the last steps of episodes (the states right before a fall, in episodic tasks)
+    are trained on as much as the others.
+
     Storage: ``chain[i, e]`` is the number of transitions of the same episode
     stored right before slot ``i`` (``-1`` for an empty or invalid slot), so a
     window ending at ``i`` is inside one episode iff ``chain[i, e] >= H - 1``.
@@ -61,6 +72,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         n_envs: int = 1,
         optimize_memory_usage: bool = False,
         handle_timeout_termination: bool = True,
+        partial_windows: bool = False,
     ) -> None:
         if optimize_memory_usage:
             raise ValueError(
@@ -72,6 +84,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         )
         self.chain = np.full((self.buffer_size, self.n_envs), -1, dtype=np.int64)
         self._continues = np.zeros(self.n_envs, dtype=bool)
+        self.partial_windows = partial_windows
 
     def mark_episode_boundary(self) -> None:
         """Make the next stored transition of every env start a new chain.
@@ -102,8 +115,16 @@ class SequenceReplayBuffer(ReplayBuffer):
         self._continues = valid & ~np.asarray(done, dtype=bool).reshape(self.n_envs)
         super().add(obs, next_obs, action, reward, done, infos)
 
+    def _steps_before_head(self, starts: np.ndarray) -> np.ndarray:
+        """``[N]``: how many stored transitions there are from each start slot to the newest."""
+        if self.full:
+            return self.buffer_size - (starts - self.pos) % self.buffer_size
+        return self.pos - starts
+
     def _window_starts_valid(self, starts: np.ndarray, envs: np.ndarray, horizon: int) -> np.ndarray:
         """Boolean mask ``[N]``: whether each (start slot, env) opens a valid window."""
+        if self.partial_windows:
+            return self.chain[starts, envs] >= 0
         ends = (starts + horizon - 1) % self.buffer_size
         in_episode = self.chain[ends, envs] >= horizon - 1
         if self.full:
@@ -158,17 +179,32 @@ class SequenceReplayBuffer(ReplayBuffer):
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}.")
         starts, envs = self._draw_window_starts(batch_size, horizon)
-        slots = (starts[None, :] + np.arange(horizon)[:, None]) % self.buffer_size  # [H, B]
+        steps = np.arange(horizon)[:, None]
+        mask = None
+        if self.partial_windows:
+            # Steps of the same episode: the chain grows by one per slot, up to the head.
+            slots = (starts[None, :] + steps) % self.buffer_size
+            same = (self.chain[slots, envs] == self.chain[starts, envs] + steps) & (
+                steps < self._steps_before_head(starts)
+            )
+            inside = np.cumprod(same, axis=0).astype(bool)  # [H, B]
+            last = inside.sum(0) - 1  # the start itself is always inside
+            steps = np.minimum(steps, last)  # masked steps repeat the last real transition
+            mask = inside.astype(np.float32)
+        slots = (starts[None, :] + steps) % self.buffer_size  # [H, B]
         obs = np.concatenate([self.observations[starts, envs][None], self.next_observations[slots, envs]], axis=0)
         dones = self.dones[slots, envs]
         timeouts = self.timeouts[slots, envs]
         rewards = self._normalize_reward(self.rewards[slots, envs], env)
+        if mask is not None:
+            dones, rewards = dones * mask, rewards * mask
         return WindowBatch(
             observations=self.to_torch(self._normalize_obs(obs, env)),
             actions=self.to_torch(self.actions[slots, envs]),
             rewards=self.to_torch(rewards),
             terminated=self.to_torch(dones * (1.0 - timeouts)),
             truncated=self.to_torch(dones * timeouts),
+            mask=None if mask is None else self.to_torch(mask),
         )
 
     def to_torch(self, array: np.ndarray, copy: bool = True) -> torch.Tensor:

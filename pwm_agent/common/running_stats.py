@@ -24,10 +24,18 @@ class TorchRunningMeanStd(nn.Module):
         self.register_buffer("count", torch.tensor(float(epsilon)))
 
     @torch.no_grad()
-    def update(self, x: torch.Tensor) -> None:
-        """Fold ``x`` ``[..., *shape]`` into the statistics (all leading dims are samples)."""
+    def update(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> None:
+        """Fold ``x`` ``[..., *shape]`` into the statistics (all leading dims are samples);
+        ``weights`` (``x``'s leading shape, e.g. a 0/1 mask) weight each sample."""
         x = x.detach().float().reshape(-1, *self.shape)
-        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), float(x.shape[0])
+        n: torch.Tensor | float
+        if weights is None:
+            batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), float(x.shape[0])
+        else:
+            w = weights.detach().float().reshape(-1, *([1] * len(self.shape)))
+            n = w.sum().clamp(min=1e-8)
+            batch_mean = (w * x).sum(0) / n
+            batch_var = (w * (x - batch_mean) ** 2).sum(0) / n
         delta = batch_mean - self.mean
         total = self.count + n
         self.mean += delta * n / total

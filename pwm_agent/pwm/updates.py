@@ -91,8 +91,11 @@ class Updater:
             self._sums[key] = self._sums.get(key, 0.0) + value.detach().float()
         self._count += 1
 
-    def reward_targets(self, rewards: torch.Tensor, update: bool = True) -> torch.Tensor:
-        """Scale ``rewards [H, B]`` for a scalar reward head (no shift).
+    def reward_targets(
+        self, rewards: torch.Tensor, update: bool = True, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Scale ``rewards [H, B]`` for a scalar reward head (no shift); the statistics
+        see only the steps where ``mask [H, B]`` (if given) is nonzero.
 
         The divisor is the running std of replayed rewards, floored at a tenth of
         their mean magnitude (constant rewards would make the std vanish), and the
@@ -105,7 +108,11 @@ class Updater:
         if not update:
             return (rewards * world_model.reward_scale).clamp(-REWARD_CLIP, REWARD_CLIP)
         stats = self.policy.reward_rms
-        stats.update(self.sync.gather(rewards) if self.sync is not None else rewards)
+        if self.sync is not None:
+            rewards_all = self.sync.gather(rewards)
+            stats.update(rewards_all, None if mask is None else self.sync.gather(mask))
+        else:
+            stats.update(rewards, mask)
         divisor = torch.maximum(stats.std(0.0), 0.1 * stats.mean.abs()).clamp(min=1e-6)
         world_model.reward_scale.copy_(1.0 / divisor)
         return (rewards * world_model.reward_scale).clamp(-REWARD_CLIP, REWARD_CLIP)
@@ -116,11 +123,12 @@ class Updater:
         """The world-model loss on windows ``[H + 1, B, ...]`` and its parts (``update_stats=False``
         leaves the reward statistics alone, for validation)."""
         world_model = self.policy.world_model
-        rewards = self.reward_targets(batch.rewards, update=update_stats)
+        rewards = self.reward_targets(batch.rewards, update=update_stats, mask=batch.mask)
         # A task-bound model pads and supplies its own task id; a multi-task one needs the batch's.
         tasks = batch.tasks if world_model.bound_task is None else None
         return world_model_loss(
-            world_model, batch.observations, batch.actions, rewards, batch.terminated, tasks, self.loss_weights
+            world_model, batch.observations, batch.actions, rewards, batch.terminated, tasks, self.loss_weights,
+            batch.mask,
         )
 
     def world_model_backward(self, batch: WindowBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -31,6 +31,7 @@ def world_model_loss(
     terminated: torch.Tensor,
     task: torch.Tensor | None = None,
     weights: WorldModelLossWeights = WorldModelLossWeights(),
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Multi-step latent consistency + reward (+ termination) loss.
 
@@ -39,6 +40,8 @@ def world_model_loss(
     :param rewards: ``[H, B]`` reward targets (already scaled for a scalar head).
     :param terminated: ``[H, B]`` 1.0 where step ``t`` ended the episode by termination.
     :param task: ``[B]`` task ids or ``None``.
+    :param mask: ``[H, B]`` 1.0 for the steps to train on, 0.0 for steps past an episode's
+        end (``None``: all); a step's loss is summed over the batch and divided by ``B``.
     :return: the total loss (scalar) and its detached parts by name.
     """
     horizon = actions.shape[0]
@@ -57,13 +60,17 @@ def world_model_loss(
     zs = torch.stack(latents)  # [H + 1, B, L]
     discount = weights.rho ** torch.arange(horizon, device=obs.device, dtype=obs.dtype)  # [H]
 
-    consistency = ((zs[1:] - targets) ** 2).mean(dim=(1, 2))  # [H]
+
+    def batch_mean(loss: torch.Tensor) -> torch.Tensor:  # [H, B] -> [H]
+        return loss.mean(dim=1) if mask is None else (loss * mask).mean(dim=1)
+
+    consistency = batch_mean(((zs[1:] - targets) ** 2).mean(dim=2))  # [H]
     logits = model.reward_logits(zs[:-1], actions, task)  # [H, B, K]
     if model.config.reward_head == "twohot":
         c = model.config
-        reward = soft_ce(logits, rewards, c.num_bins, c.vmin, c.vmax).mean(dim=1)
+        reward = batch_mean(soft_ce(logits, rewards, c.num_bins, c.vmin, c.vmax))
     else:
-        reward = ((logits.squeeze(-1) - rewards) ** 2).mean(dim=1)
+        reward = batch_mean((logits.squeeze(-1) - rewards) ** 2)
     parts = {
         "consistency_loss": (discount * consistency).sum() / horizon,
         "reward_loss": (discount * reward).sum() / horizon,
@@ -71,7 +78,7 @@ def world_model_loss(
     total = weights.consistency * parts["consistency_loss"] + weights.reward * parts["reward_loss"]
     if model.termination_net is not None:
         term_logit = model.termination_logit(zs[1:], task)  # [H, B]
-        term = F.binary_cross_entropy_with_logits(term_logit, terminated, reduction="none").mean(dim=1)
+        term = batch_mean(F.binary_cross_entropy_with_logits(term_logit, terminated, reduction="none"))
         parts["termination_loss"] = (discount * term).sum() / horizon
         total = total + weights.termination * parts["termination_loss"]
     return total, {k: v.detach() for k, v in parts.items()}
