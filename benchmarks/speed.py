@@ -13,6 +13,7 @@ Usage::
     python benchmarks/speed.py                      # fp32
     python benchmarks/speed.py --bf16               # adds a bf16-autocast row
     python benchmarks/speed.py --configs single     # only the single-task config
+    python benchmarks/speed.py --breakdown          # + time share and rate inside matmuls
 """
 
 from __future__ import annotations
@@ -77,6 +78,24 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
+MATMUL_OPS = ("aten::mm", "aten::bmm", "aten::baddbmm", "aten::addmm", "aten::addbmm")
+
+
+def matmul_breakdown(fn: Callable[[], object], flops: int, calls: int = 3) -> dict[str, float]:
+    """Share of ``fn``'s CPU time spent inside matrix multiplies, and their own GFLOP/s
+    (``flops`` per call, all of them matmul FLOPs as FlopCounterMode counts them)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            fn()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    in_matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
+    return {"matmul_time_share": in_matmul / total, "matmul_gflops": flops * calls / (in_matmul * 1e-6) / 1e9}
+
+
 def matmul_gflops(m: int, k: int, n: int, repeats: int = 20) -> float:
     a, b = torch.randn(m, k), torch.randn(k, n)
     seconds = timeit(lambda: a @ b, repeats)
@@ -111,7 +130,7 @@ def make_updater(shape: Shape, bf16: bool) -> tuple[Updater, WindowBatch]:
     return updater, batch
 
 
-def bench_update(shape: Shape, bf16: bool, repeats: int) -> dict[str, float]:
+def bench_update(shape: Shape, bf16: bool, repeats: int, breakdown: bool = False) -> dict[str, float]:
     updater, batch = make_updater(shape, bf16)
     imagination, _ = updater.train_actor(batch.observations[0])
     parts = {
@@ -126,6 +145,9 @@ def bench_update(shape: Shape, bf16: bool, repeats: int) -> dict[str, float]:
         seconds = timeit(fn, repeats)
         result[f"{name}_ms"] = seconds * 1e3
         result[f"{name}_gflops"] = flops / seconds / 1e9
+        if breakdown:
+            for key, value in matmul_breakdown(fn, flops).items():
+                result[f"{name}_{key}"] = value
         total_flops += flops
         total_time += seconds
     result["update_ms"] = total_time * 1e3
@@ -157,6 +179,8 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["single", "5m"], choices=sorted(SHAPES))
     parser.add_argument("--bf16", action="store_true", help="also time each config under bf16 autocast")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--breakdown", action="store_true",
+                        help="profile each part: time share inside matmuls and their own GFLOP/s")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--json", type=str, default="", help="write results to this JSON file")
     args = parser.parse_args()
@@ -168,9 +192,9 @@ def main() -> None:
         shape = SHAPES[key]
         width = max(shape.critic_arch[0], 512)
         ref = matmul_gflops(shape.batch * shape.horizon // shape.critic_minibatches, width, width)
-        rows = {"fp32": bench_update(shape, False, args.repeats)}
+        rows = {"fp32": bench_update(shape, False, args.repeats, args.breakdown)}
         if args.bf16:
-            rows["bf16"] = bench_update(shape, True, args.repeats)
+            rows["bf16"] = bench_update(shape, True, args.repeats, args.breakdown)
         results[key] = {"name": shape.name, "matmul_gflops": ref, **rows}
         for mode, row in rows.items():
             ratio = row["update_gflops"] / ref
@@ -180,6 +204,11 @@ def main() -> None:
                 f"critic {row['critic_ms']:.1f}); {row['update_gflop']:.2f} GFLOP -> "
                 f"{row['update_gflops']:.1f} GFLOP/s = {ratio:.0%} of fp32 matmul ({ref:.1f} GFLOP/s)"
             )
+            for part in ("world_model", "actor", "critic") if args.breakdown else ():
+                print(
+                    f"  {part}: {row[f'{part}_matmul_time_share']:.0%} of the time in matmuls, which run at "
+                    f"{row[f'{part}_matmul_gflops']:.1f} GFLOP/s ({row[f'{part}_matmul_gflops'] / ref:.0%} of the reference)"
+                )
     latency = predict_latency()
     results["predict"] = latency
     print(
