@@ -117,8 +117,12 @@ def sampling_part(sizes: list[int], obs_dim: int = 17, act_dim: int = 6, batch: 
     return rows
 
 
-def speed_part(updates: int = 10) -> list[dict]:
-    """Seconds per 1,000 extraction updates (frozen world model) per preset."""
+SPEED_SHAPES = {"small": (64, 5), "tdmpc2-1M": (512, 16), "tdmpc2-5M": (512, 16), "tdmpc2-48M": (512, 16)}
+
+
+def speed_part(updates: int = 10, presets: tuple[str, ...] = ("small", "tdmpc2-5M")) -> list[dict]:
+    """Seconds per 1,000 extraction updates (frozen world model) per preset, and the
+    wall-clock of the issue's 10,000-update extraction extrapolated from them."""
     rows = []
     obs_space = gym.spaces.Box(-np.inf, np.inf, (24,), np.float32)
     act_space = gym.spaces.Box(-1.0, 1.0, (6,), np.float32)
@@ -127,14 +131,16 @@ def speed_part(updates: int = 10) -> list[dict]:
         [{"observations": rng.standard_normal((501, 24)), "actions": rng.uniform(-1, 1, (500, 6)),
           "rewards": rng.standard_normal(500)} for _ in range(4)]
     )
-    for preset, batch, horizon in (("small", 64, 5), ("tdmpc2-5M", 512, 16)):
+    for preset in presets:
+        batch, horizon = SPEED_SHAPES[preset]
         agent = PWM("MlpPolicy", None, observation_space=obs_space, action_space=act_space, batch_size=batch,
                     horizon=horizon, policy_kwargs={"world_model": preset}, seed=0)
         agent.extract_policy(data, 2)
         t0 = time.perf_counter()
         agent.extract_policy(data, updates)
-        rows.append({"preset": preset, "batch": batch, "horizon": horizon,
-                     "seconds_per_1000_updates": (time.perf_counter() - t0) / updates * 1000})
+        per_1000 = (time.perf_counter() - t0) / updates * 1000
+        rows.append({"preset": preset, "batch": batch, "horizon": horizon, "device": str(agent.device),
+                     "seconds_per_1000_updates": per_1000, "minutes_per_10000_updates": per_1000 / 6})
         print(rows[-1], flush=True)
     return rows
 
@@ -152,6 +158,9 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=2_000)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000, 10_000_000])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--speed-presets", nargs="+", default=["small", "tdmpc2-5M"], choices=sorted(SPEED_SHAPES),
+                        help="world-model sizes timed by the speed part (device 'auto': a GPU when there is one)")
+    parser.add_argument("--speed-updates", type=int, default=10, help="timed extraction updates per size")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/offline"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -162,7 +171,7 @@ def main() -> None:
     if "sampling" in args.parts:
         results["sampling"] = sampling_part(args.sizes)
     if "speed" in args.parts:
-        results["speed"] = speed_part()
+        results["speed"] = speed_part(args.speed_updates, tuple(args.speed_presets))
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 

@@ -2,11 +2,11 @@
 
 Stages (each skipped when its output exists, so the script resumes):
 
-1. ``data``: for each task, train a PWM agent online (``--online-steps``) and keep its
-   replay buffer (the learning history, from random to trained, as in TD-MPC2's and
-   PWM's multi-task data), then collect ``--policy-steps`` transitions with the trained
-   agent (stochastic actions) and ``--random-steps`` with uniform random actions; write
-   each task's data (history, policy, random, in that order) as a Minari dataset.
+1. ``data``: for each task, train a PWM agent online (``--online-steps``), then collect
+   ``--policy-steps`` transitions with it (stochastic actions) and ``--random-steps``
+   with uniform random actions; write each task's data as a Minari dataset. With
+   ``--keep-history`` the online agent's replay buffer (its learning history, from
+   random to trained, as in TD-MPC2's and PWM's multi-task data) comes first.
 2. ``pretrain``: label each task's data with its id, zero-pad to the largest dims and
    pre-train one multi-task world model (TD-MPC2's 1M shape, task_dim 96) on all of it;
    save it in TD-MPC2's layout with the task table (``save_world_model``).
@@ -54,23 +54,23 @@ def evaluate(agent: Any, env_id: str, episodes: int = 10) -> float:
     return float(np.mean(returns))
 
 
-def collect_task(args: tuple[str, Path, int, int, int]) -> dict[str, Any]:
+def collect_task(args: tuple[str, Path, int, int, int, bool]) -> dict[str, Any]:
     """Stage 1 for one task (runs in its own process, one torch thread)."""
-    name, out, online_steps, policy_steps, random_steps = args
+    name, out, online_steps, policy_steps, random_steps, keep_history = args
     torch.set_num_threads(1)
     env_id = f"pwm_agent/{name}"
     t0 = time.perf_counter()
     agent = PWM("MlpPolicy", env_id, seed=0).learn(online_steps)
     agent.save(out / f"online-{name}")
-    history = datasets.from_replay_buffer(agent)
+    history = [datasets.from_replay_buffer(agent)] if keep_history else []
     policy_part = datasets.collect(env_id, agent, policy_steps, seed=1)
     random_part = datasets.collect(env_id, "random", random_steps, seed=2)
-    datasets.save_minari(datasets.concatenate([history, policy_part, random_part]), out / f"{name}-v0",
-                         env=env_id, algorithm_name="PWM online (replay) + trained PWM + random")
+    datasets.save_minari(datasets.concatenate([*history, policy_part, random_part]), out / f"{name}-v0",
+                         env=env_id, algorithm_name="PWM online" + (" (replay)" if keep_history else "") + " + random")
     return {
         "task": name,
         "online_agent_eval": evaluate(agent, env_id),
-        "history_return": float(history.episode_returns().mean()),
+        "history_return": float(history[0].episode_returns().mean()) if history else None,
         "data_policy_return": float(policy_part.episode_returns().mean()),
         "random_return": float(random_part.episode_returns().mean()),
         "seconds": time.perf_counter() - t0,
@@ -126,6 +126,8 @@ def main() -> None:
     parser.add_argument("--pretrain-batch", type=int, default=128)
     parser.add_argument("--extract-steps", type=int, default=5_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--keep-history", action="store_true",
+                        help="put each online agent's replay buffer (its learning history) in the data too")
     parser.add_argument("--ship", default=None, help="copy the result into this folder (pwm_agent/pretrained)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -141,7 +143,7 @@ def main() -> None:
     if todo:
         with ctx.Pool(args.workers) as pool:
             for row in pool.imap_unordered(collect_task, [(t, args.out, args.online_steps, args.policy_steps,
-                                                           args.random_steps) for t in todo]):
+                                                           args.random_steps, args.keep_history) for t in todo]):
                 report.setdefault("data", {})[row["task"]] = row
                 logger.info("data %s", row)
                 report_path.write_text(json.dumps(report, indent=1))
@@ -171,7 +173,8 @@ def ship(out: Path, target: Path) -> None:
     for name in TASKS:
         data = datasets.load(out / f"{name}-v0")
         n = data.num_episodes
-        # the data holds the learning history, then the trained policy's episodes, then random ones
+        # the data holds the learning history (with --keep-history), the trained policy's episodes,
+        # then random ones
         online, policy = collected_steps(out)
         ends = np.cumsum(data.episode_lengths)
         policy_start = int(np.searchsorted(ends, online, "right"))
@@ -188,7 +191,8 @@ def collected_steps(out: Path) -> tuple[int, int]:
     """Transitions of the history and of the trained-policy parts of a task's data (from
     the run's settings)."""
     settings = json.loads((out / "settings.json").read_text())
-    return int(settings["online_steps"]), int(settings["policy_steps"])
+    history = int(settings["online_steps"]) if settings.get("keep_history") == "True" else 0
+    return history, int(settings["policy_steps"])
 
 
 if __name__ == "__main__":
