@@ -85,8 +85,7 @@ def open_loop_error(agent: PWM, episode: dict[str, np.ndarray], k: int) -> tuple
 def diagnose(agent: PWM, data: datasets.OfflineDataset, args: argparse.Namespace) -> dict[str, Any]:
     """Model vs reality along a data episode and along the extracted policy's own episode."""
     first = data.episode(0)
-    space = agent.action_space
-    scaled = 2 * (first["actions"] - space.low) / (space.high - space.low) - 1
+    scaled = agent.policy.scale_action(first["actions"])  # the agent's [-1, 1] actions
     data_ep = {"obs": first["observations"].astype(np.float32), "act": scaled.astype(np.float32),
                "rew": first["rewards"].astype(np.float32)}
     policy_ep = rollout(agent, f"pwm_agent/{args.task}", 10_000)

@@ -118,6 +118,8 @@ def test_learning_starts_too_small(tmp_path):
         (dict(critic_minibatches=0), "critic_minibatches=0 must be between 1"),
         (dict(critic_minibatches=10_000), "batch_size \\* horizon"),
         (dict(replay_buffer_class=ReplayBuffer), "SequenceReplayBuffer subclass"),
+        (dict(bc_coef=-1.0), "bc_coef must be a finite number >= 0"),
+        (dict(bc_coef=float("nan")), "bc_coef must be a finite number >= 0"),
     ],
 )
 def test_bad_hyperparameters(kwargs, match):

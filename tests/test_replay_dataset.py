@@ -25,6 +25,7 @@ def test_pendulum_history_two_envs_and_two_learn_calls() -> None:
     agent.learn(40, reset_num_timesteps=False)  # goes on with the same episodes
     data = datasets.from_replay_buffer(agent)
     assert data.num_transitions == agent.replay_buffer.pos * 2 == 550
+    assert data.observation_space == agent.observation_space  # Pendulum's bounds kept
     # Per env: one full episode (200 steps), its rest up to the cut (25), then 30 + 20 more.
     assert sorted(data.episode_lengths.tolist()) == [25, 25, 50, 50, 200, 200]
     assert not data.terminations.any()
@@ -56,6 +57,9 @@ def test_terminations_wraparound_and_bad_input() -> None:
     assert data.truncations[ends[~terminated]].all()  # the newest piece, cut by the write head
     # v5's reward is 1 per step the pole stays up, 0 on the step that terminates.
     np.testing.assert_array_equal(data.rewards, (~data.terminations).astype(np.float32))
+    fresh = PWM("MlpPolicy", "InvertedPendulum-v5", seed=0, **tiny_kwargs(learning_starts=300))
+    with pytest.raises(ValueError, match="train the agent"):
+        datasets.from_replay_buffer(fresh)
     with pytest.raises(TypeError, match="PWM agent or a SequenceReplayBuffer"):
         datasets.from_replay_buffer(object())
     bare = datasets.from_replay_buffer(agent.replay_buffer)  # SB3 buffers know their action space

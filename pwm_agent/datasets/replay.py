@@ -70,7 +70,9 @@ def from_replay_buffer(source: Any, action_space: spaces.Box | None = None) -> O
         raise ValueError(f"Pass the env's Box `action_space`; the buffer's is {space}.")
     slots = _chronological_slots(buffer)
     if slots.size == 0:
-        raise ValueError("The replay buffer is empty: nothing to turn into a dataset.")
+        raise ValueError(
+            "The replay buffer is empty: train the agent (`learn`) before turning its buffer into a dataset."
+        )
     episodes = []
     for env in range(buffer.n_envs):
         for first, last in _piece_bounds(buffer.chain[slots, env]):
@@ -88,7 +90,12 @@ def from_replay_buffer(source: Any, action_space: spaces.Box | None = None) -> O
                 "truncations": truncated,
             })
     if not episodes:
-        raise ValueError("The replay buffer holds no valid transition.")
+        raise ValueError(
+            "Every transition in the replay buffer was skipped as non-finite (nan_policy='skip'): "
+            "fix the env's NaN/inf observations or rewards and collect again."
+        )
     obs_dim = episodes[0]["observations"].shape[-1]
-    obs_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+    obs_space = buffer.observation_space
+    if not (isinstance(obs_space, spaces.Box) and obs_space.shape == (obs_dim,)):
+        obs_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
     return OfflineDataset.from_episodes(episodes, obs_space, space, source="<replay buffer>")

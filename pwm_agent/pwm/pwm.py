@@ -191,6 +191,8 @@ class PWM(OffPolicyAlgorithm):
         self._n_offline_updates = 0
         self._raw_last_obs: np.ndarray | None = None
         self._dict_observation_space: spaces.Dict | None = None
+        if not bc_coef >= 0.0 or not np.isfinite(bc_coef):
+            raise ValueError(f"bc_coef must be a finite number >= 0 (0 turns the cloning term off), got {bc_coef!r}.")
         if log_every < 1:
             raise ValueError(f"log_every must be >= 1 (updates between metric records), got {log_every}.")
         if self.env is not None:

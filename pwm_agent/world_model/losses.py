@@ -60,7 +60,6 @@ def world_model_loss(
     zs = torch.stack(latents)  # [H + 1, B, L]
     discount = weights.rho ** torch.arange(horizon, device=obs.device, dtype=obs.dtype)  # [H]
 
-
     def batch_mean(loss: torch.Tensor) -> torch.Tensor:  # [H, B] -> [H]
         return loss.mean(dim=1) if mask is None else (loss * mask).mean(dim=1)
 
