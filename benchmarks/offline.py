@@ -20,6 +20,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import tempfile
 import time
@@ -120,9 +121,11 @@ def sampling_part(sizes: list[int], obs_dim: int = 17, act_dim: int = 6, batch: 
 SPEED_SHAPES = {"small": (64, 5), "tdmpc2-1M": (512, 16), "tdmpc2-5M": (512, 16), "tdmpc2-48M": (512, 16)}
 
 
-def speed_part(updates: int = 10, presets: tuple[str, ...] = ("small", "tdmpc2-5M")) -> list[dict]:
+def speed_part(updates: int = 10, presets: tuple[str, ...] = ("small", "tdmpc2-5M"), bf16: tuple[bool, ...] = (False,),
+               device: str = "auto", graphs: tuple[bool, ...] = (True,)) -> list[dict]:
     """Seconds per 1,000 extraction updates (frozen world model) per preset, and the
-    wall-clock of the issue's 10,000-update extraction extrapolated from them."""
+    wall-clock of the issue's 10,000-update extraction extrapolated from them.
+    ``bf16`` and ``graphs`` list the autocast and CUDA-graph settings to time (a row each)."""
     rows = []
     obs_space = gym.spaces.Box(-np.inf, np.inf, (24,), np.float32)
     act_space = gym.spaces.Box(-1.0, 1.0, (6,), np.float32)
@@ -131,18 +134,29 @@ def speed_part(updates: int = 10, presets: tuple[str, ...] = ("small", "tdmpc2-5
         [{"observations": rng.standard_normal((501, 24)), "actions": rng.uniform(-1, 1, (500, 6)),
           "rewards": rng.standard_normal(500)} for _ in range(4)]
     )
-    for preset in presets:
+    for preset, use_bf16, use_graphs in itertools.product(presets, bf16, graphs):
         batch, horizon = SPEED_SHAPES[preset]
         agent = PWM("MlpPolicy", None, observation_space=obs_space, action_space=act_space, batch_size=batch,
-                    horizon=horizon, policy_kwargs={"world_model": preset}, seed=0)
-        agent.extract_policy(data, 2)
+                    horizon=horizon, policy_kwargs={"world_model": preset}, seed=0, use_bf16=use_bf16,
+                    device=device, cuda_graphs=use_graphs)
+        agent.extract_policy(data, 5)  # warm-up (and CUDA graph recording)
+        _sync(agent.device)
         t0 = time.perf_counter()
         agent.extract_policy(data, updates)
+        _sync(agent.device)
         per_1000 = (time.perf_counter() - t0) / updates * 1000
-        rows.append({"preset": preset, "batch": batch, "horizon": horizon, "device": str(agent.device),
-                     "seconds_per_1000_updates": per_1000, "minutes_per_10000_updates": per_1000 / 6})
+        name = torch.cuda.get_device_name(agent.device) if agent.device.type == "cuda" else "cpu"
+        rows.append({"preset": preset, "batch": batch, "horizon": horizon, "device": f"{agent.device} ({name})",
+                     "bf16": use_bf16, "cuda_graphs": use_graphs, "seconds_per_1000_updates": per_1000,
+                     "minutes_per_10000_updates": per_1000 / 6})
         print(rows[-1], flush=True)
     return rows
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so that wall-clock intervals cover it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -161,6 +175,9 @@ def main() -> None:
     parser.add_argument("--speed-presets", nargs="+", default=["small", "tdmpc2-5M"], choices=sorted(SPEED_SHAPES),
                         help="world-model sizes timed by the speed part (device 'auto': a GPU when there is one)")
     parser.add_argument("--speed-updates", type=int, default=10, help="timed extraction updates per size")
+    parser.add_argument("--speed-bf16", action="store_true", help="the speed part also times bf16 autocast")
+    parser.add_argument("--speed-eager", action="store_true", help="the speed part also times eager GPU updates")
+    parser.add_argument("--device", default="auto", help="device of the speed part (auto: a GPU when there is one)")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/offline"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -171,7 +188,9 @@ def main() -> None:
     if "sampling" in args.parts:
         results["sampling"] = sampling_part(args.sizes)
     if "speed" in args.parts:
-        results["speed"] = speed_part(args.speed_updates, tuple(args.speed_presets))
+        modes = (False, True) if args.speed_bf16 else (False,)
+        graphs = (True, False) if args.speed_eager else (True,)
+        results["speed"] = speed_part(args.speed_updates, tuple(args.speed_presets), modes, args.device, graphs)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 

@@ -14,6 +14,7 @@ Usage::
     python benchmarks/speed.py --bf16               # adds a bf16-autocast row
     python benchmarks/speed.py --configs single     # only the single-task config
     python benchmarks/speed.py --breakdown          # + time share and rate inside matmuls
+    python benchmarks/speed.py --device cuda --bf16 # on a GPU (the reference matmul runs there too)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import gymnasium as gym
@@ -60,14 +61,25 @@ SHAPES = {
 }
 
 
+DEVICE = torch.device("cpu")
+
+
+def sync() -> None:
+    """Wait for queued GPU work, so a wall-clock interval covers it."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def timeit(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    """Median seconds per call."""
+    """Median seconds per call (GPU work included: synchronised before and after)."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
 
@@ -82,27 +94,47 @@ MATMUL_OPS = ("aten::mm", "aten::bmm", "aten::baddbmm", "aten::addmm", "aten::ad
 
 
 def matmul_breakdown(fn: Callable[[], object], flops: int, calls: int = 3) -> dict[str, float]:
-    """Share of ``fn``'s CPU time spent inside matrix multiplies, and their own GFLOP/s
-    (``flops`` per call, all of them matmul FLOPs as FlopCounterMode counts them)."""
+    """Share of ``fn``'s time spent inside matrix multiplies, and their own GFLOP/s
+    (``flops`` per call, all of them matmul FLOPs as FlopCounterMode counts them).
+
+    On CPU the time is the profiler's CPU time; on a GPU it is kernel time, and
+    ``gpu_busy_share`` adds how much of the wall clock any kernel was running
+    (the rest is launch overhead and host work the GPU waits on).
+    """
     from torch.profiler import ProfilerActivity, profile
 
+    cuda = DEVICE.type == "cuda"
     fn()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    sync()
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
         for _ in range(calls):
             fn()
+        sync()
+    wall = time.perf_counter() - start
     events = prof.key_averages()
-    total = sum(e.self_cpu_time_total for e in events)
-    in_matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
-    return {"matmul_time_share": in_matmul / total, "matmul_gflops": flops * calls / (in_matmul * 1e-6) / 1e9}
+    if cuda:
+        total = sum(e.self_device_time_total for e in events)
+        in_matmul = sum(e.device_time_total for e in events if e.key in MATMUL_OPS)
+    else:
+        total = sum(e.self_cpu_time_total for e in events)
+        in_matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
+    out = {"matmul_time_share": in_matmul / total, "matmul_gflops": flops * calls / (in_matmul * 1e-6) / 1e9}
+    if cuda:
+        out["gpu_busy_share"] = total * 1e-6 / wall
+    return out
 
 
-def matmul_gflops(m: int, k: int, n: int, repeats: int = 20) -> float:
-    a, b = torch.randn(m, k), torch.randn(k, n)
+def matmul_gflops(m: int, k: int, n: int, repeats: int = 20, dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of one ``[m, k] @ [k, n]`` product on the benchmark's device."""
+    a = torch.randn(m, k, device=DEVICE, dtype=dtype)
+    b = torch.randn(k, n, device=DEVICE, dtype=dtype)
     seconds = timeit(lambda: a @ b, repeats)
     return 2 * m * k * n / seconds / 1e9
 
 
-def make_updater(shape: Shape, bf16: bool) -> tuple[Updater, WindowBatch]:
+def make_updater(shape: Shape, bf16: bool, graphs: bool = True) -> tuple[Updater, WindowBatch]:
     obs_space = spaces.Box(-np.inf, np.inf, (shape.obs_dim,), np.float32)
     act_space = spaces.Box(-1.0, 1.0, (shape.act_dim,), np.float32)
     policy = PWMPolicy(
@@ -111,42 +143,54 @@ def make_updater(shape: Shape, bf16: bool) -> tuple[Updater, WindowBatch]:
         world_model=shape.world_model,
         actor_arch=list(shape.actor_arch),
         critic_arch=list(shape.critic_arch),
-    )
+    ).to(DEVICE)
     config = UpdateConfig(
         horizon=shape.horizon,
         critic_iterations=shape.critic_iterations,
         critic_minibatches=shape.critic_minibatches,
         use_bf16=bf16,
+        cuda_graphs=graphs,
     )
     updater = Updater(policy, config, 5e-4, 3e-4)
     h, b = shape.horizon, shape.batch
     batch = WindowBatch(
-        observations=torch.randn(h + 1, b, shape.obs_dim),
-        actions=torch.rand(h, b, shape.act_dim) * 2 - 1,
-        rewards=torch.randn(h, b),
-        terminated=torch.zeros(h, b),
-        truncated=torch.zeros(h, b),
+        observations=torch.randn(h + 1, b, shape.obs_dim, device=DEVICE),
+        actions=torch.rand(h, b, shape.act_dim, device=DEVICE) * 2 - 1,
+        rewards=torch.randn(h, b, device=DEVICE),
+        terminated=torch.zeros(h, b, device=DEVICE),
+        truncated=torch.zeros(h, b, device=DEVICE),
     )
     return updater, batch
 
 
-def bench_update(shape: Shape, bf16: bool, repeats: int, breakdown: bool = False) -> dict[str, float]:
-    updater, batch = make_updater(shape, bf16)
+def update_parts(updater: Updater, batch: WindowBatch) -> dict[str, Callable[[], object]]:
+    """The three parts of one update as calls on ``updater``."""
     imagination, _ = updater.train_actor(batch.observations[0])
-    parts = {
+    imagination = type(imagination)(*(t.clone() for t in imagination))
+    return {
         "world_model": lambda: updater.train_world_model(batch),
         "actor": lambda: updater.train_actor(batch.observations[0]),
         "critic": lambda: updater.train_critic(imagination),
     }
+
+
+def bench_update(
+    shape: Shape, bf16: bool, repeats: int, breakdown: bool = False, graphs: bool = True
+) -> dict[str, float]:
+    """Time each part of one update; FLOPs are counted on an eager copy (graph replays
+    dispatch no operators to count)."""
+    updater, batch = make_updater(shape, bf16, graphs)
+    eager = update_parts(*make_updater(shape, bf16, graphs=False))
+    parts = update_parts(updater, batch)
     result: dict[str, float] = {}
     total_flops, total_time = 0, 0.0
     for name, fn in parts.items():
-        flops = count_flops(fn)
-        seconds = timeit(fn, repeats)
+        flops = count_flops(eager[name])
+        seconds = timeit(fn, repeats, warmup=4)
         result[f"{name}_ms"] = seconds * 1e3
         result[f"{name}_gflops"] = flops / seconds / 1e9
         if breakdown:
-            for key, value in matmul_breakdown(fn, flops).items():
+            for key, value in matmul_breakdown(eager[name], flops).items():
                 result[f"{name}_{key}"] = value
         total_flops += flops
         total_time += seconds
@@ -165,13 +209,21 @@ def predict_latency(repeats: int = 2000) -> dict[str, float]:
         "MlpPolicy",
         env,
         policy_kwargs=dict(world_model="pwm", actor_arch=[400, 200, 100], critic_arch=[400, 200]),
+        device=DEVICE,
     )
-    sac = SAC("MlpPolicy", env)
+    sac = SAC("MlpPolicy", env, device=DEVICE)
     obs, _ = env.reset(seed=0)
     out = {}
     for name, model in (("pwm", pwm), ("sac", sac)):
         out[f"{name}_predict_us"] = timeit(lambda: model.predict(obs, deterministic=True), repeats, 50) * 1e6
     return out
+
+
+def describe_device() -> str:
+    """The device's name as a person reads it (GPU model, or CPU with thread count)."""
+    if DEVICE.type == "cuda":
+        return f"{DEVICE} ({torch.cuda.get_device_name(DEVICE)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def main() -> None:
@@ -183,31 +235,45 @@ def main() -> None:
                         help="profile each part: time share inside matmuls and their own GFLOP/s")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--json", type=str, default="", help="write results to this JSON file")
+    parser.add_argument("--device", default="cpu", help="torch device to time on (cpu, cuda, cuda:1, ...)")
+    parser.add_argument("--batch", type=int, default=0, help="override every config's batch size (0: keep)")
+    parser.add_argument("--no-cuda-graphs", action="store_true", help="time eager GPU updates (no CUDA graphs)")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    results: dict[str, object] = {"threads": torch.get_num_threads()}
+    results: dict[str, object] = {"threads": torch.get_num_threads(), "device": describe_device()}
+    print(f"device: {results['device']}" + (", CUDA graphs off" if args.no_cuda_graphs else ""))
     for key in args.configs:
-        shape = SHAPES[key]
+        shape = replace(SHAPES[key], batch=args.batch) if args.batch else SHAPES[key]
         width = max(shape.critic_arch[0], 512)
-        ref = matmul_gflops(shape.batch * shape.horizon // shape.critic_minibatches, width, width)
-        rows = {"fp32": bench_update(shape, False, args.repeats, args.breakdown)}
+        m = shape.batch * shape.horizon // shape.critic_minibatches
+        ref = matmul_gflops(m, width, width)
+        graphs = not args.no_cuda_graphs
+        rows = {"fp32": bench_update(shape, False, args.repeats, args.breakdown, graphs)}
+        results[key] = {"name": shape.name, "batch": shape.batch, "matmul_gflops": ref, "cuda_graphs": graphs}
         if args.bf16:
-            rows["bf16"] = bench_update(shape, True, args.repeats, args.breakdown)
-        results[key] = {"name": shape.name, "matmul_gflops": ref, **rows}
+            rows["bf16"] = bench_update(shape, True, args.repeats, args.breakdown, graphs)
+            results[key]["matmul_gflops_bf16"] = matmul_gflops(m, width, width, dtype=torch.bfloat16)
+        results[key].update(rows)
         for mode, row in rows.items():
             ratio = row["update_gflops"] / ref
+            bf16_ref = results[key].get("matmul_gflops_bf16") if mode == "bf16" else None
             print(
-                f"{shape.name} [{mode}]: update {row['update_ms']:.1f} ms "
+                f"{shape.name}, batch {shape.batch} [{mode}]: update {row['update_ms']:.1f} ms "
                 f"(world model {row['world_model_ms']:.1f}, actor {row['actor_ms']:.1f}, "
                 f"critic {row['critic_ms']:.1f}); {row['update_gflop']:.2f} GFLOP -> "
                 f"{row['update_gflops']:.1f} GFLOP/s = {ratio:.0%} of fp32 matmul ({ref:.1f} GFLOP/s)"
+                + ("" if bf16_ref is None else f", {row['update_gflops'] / bf16_ref:.0%} of bf16 matmul ({bf16_ref:.1f})")
             )
             for part in ("world_model", "actor", "critic") if args.breakdown else ():
+                busy = row.get(f"{part}_gpu_busy_share")
                 print(
                     f"  {part}: {row[f'{part}_matmul_time_share']:.0%} of the time in matmuls, which run at "
                     f"{row[f'{part}_matmul_gflops']:.1f} GFLOP/s ({row[f'{part}_matmul_gflops'] / ref:.0%} of the reference)"
+                    + ("" if busy is None else f"; GPU busy {busy:.0%} of the wall clock")
                 )
     latency = predict_latency()
     results["predict"] = latency

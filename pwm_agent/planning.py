@@ -110,5 +110,5 @@ class MPPIPlanner:
         if deterministic:
             return mean[0, :, 0]
         pick = torch.multinomial(weights, 1).squeeze(1)  # [N]
-        first = elites[0, torch.arange(n), pick]
+        first = elites[0, torch.arange(n, device=pick.device), pick]
         return (first + std[0, :, 0] * torch.randn_like(first)).clamp(-1.0, 1.0)

@@ -25,7 +25,10 @@ TINY_POLICY_KWARGS: dict[str, Any] = dict(
     actor_arch=[32],
     critic_arch=[32],
 )
+# The suite is a CPU suite (CI has no GPU): tensors built by tests live on the CPU, so the
+# agents do too, also on a machine with a GPU (tests/test_cuda.py covers the GPU).
 TINY_KWARGS: dict[str, Any] = dict(
+    device="cpu",
     horizon=4,
     batch_size=16,
     learning_starts=50,

@@ -98,6 +98,13 @@ def test_policy_rejects_non_flat_observation_space():
 
 
 # --------------------------------------------------------------------------- hyperparameters
+def test_no_env_and_no_spaces_names_the_fix():
+    with pytest.raises(ValueError, match="needs an env, or .*observation_space and action_space"):
+        PWM("MlpPolicy", None, seed=0, **tiny_kwargs())
+    with pytest.raises(ValueError, match="observation_space and action_space"):
+        PWM("MlpPolicy", None, observation_space=spaces.Box(-1, 1, (3,)), **tiny_kwargs())
+
+
 def test_learning_starts_too_small(tmp_path):
     with pytest.raises(ValueError, match=r"set learning_starts >= horizon \* n_envs = 8"):
         PWM("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2), **tiny_kwargs(learning_starts=7))

@@ -13,7 +13,7 @@ from pwm_agent import PWM, datasets, load_world_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHUNK = FIXTURES / "tdmpc2_chunks" / "chunk-tensordict-0.15.3.pt"
-SMALL = dict(horizon=4, batch_size=16, critic_minibatches=2, learning_starts=50, seed=0,
+SMALL = dict(horizon=4, batch_size=16, critic_minibatches=2, learning_starts=50, seed=0, device="cpu",
              policy_kwargs=dict(actor_arch=[32], critic_arch=[32]))
 
 
@@ -100,7 +100,7 @@ def test_multitask_pretraining_export_and_per_task_agents(tmp_path: Path) -> Non
                        termination_head=False, num_tasks=2, task_dim=8)
     agent = PWM("MlpPolicy", None, observation_space=spaces.Box(-np.inf, np.inf, (3,), np.float32),
                 action_space=spaces.Box(-1.0, 1.0, (1,), np.float32), seed=0, horizon=4, batch_size=16,
-                policy_kwargs=dict(world_model=world_model, action_dims=[1, 1]))
+                policy_kwargs=dict(world_model=world_model, action_dims=[1, 1]), device="cpu")
     val = agent.pretrain_world_model(data, 20, eval_freq=10, validation_fraction=0.3)
     assert np.isfinite(val["loss"])
     batch = data.sample_windows(8, 4, np.random.default_rng(0))

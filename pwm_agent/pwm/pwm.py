@@ -88,6 +88,11 @@ class PWM(OffPolicyAlgorithm):
     :param use_bf16: run the forward passes of training under bf16 autocast (CPU or
         GPU): about 1.8x faster per update at the paper's sizes on a CPU, slower for
         the small default preset; sums and discounts stay in float32.
+    :param cuda_graphs: on a GPU, record each training step (world model, actor,
+        critic minibatch) as a CUDA graph after three eager warm-up calls and replay
+        it: PWM's small networks make an eager update launch-bound. Optimiser steps
+        stay eager. No effect on CPU; a step that cannot be recorded runs eagerly
+        with a warning.
     :param log_every: updates between two records of the training metrics
         (reading losses back from a GPU costs a host sync).
     :param replay_buffer_class: a :class:`SequenceReplayBuffer` subclass (default: it).
@@ -140,6 +145,7 @@ class PWM(OffPolicyAlgorithm):
         bc_coef: float = 0.0,
         nan_policy: str = "raise",
         use_bf16: bool = False,
+        cuda_graphs: bool = True,
         log_every: int = 100,
         replay_buffer_class: type[SequenceReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
@@ -198,7 +204,7 @@ class PWM(OffPolicyAlgorithm):
         if self.env is not None:
             self._dict_observation_space = checks.check_env_spaces(self.env, policy)
             checks.check_learning_starts(learning_starts, horizon, self.n_envs)
-        elif observation_space is not None or action_space is not None:
+        elif observation_space is not None or action_space is not None or _init_setup_model:
             self._set_spaces(policy, observation_space, action_space)
         if _init_setup_model:
             self._setup_model()
@@ -209,7 +215,12 @@ class PWM(OffPolicyAlgorithm):
     ) -> None:
         """Use explicit spaces for an agent built without an env (offline training)."""
         if observation_space is None or action_space is None:
-            raise ValueError("Without an env, pass both observation_space and action_space (e.g. a dataset's).")
+            raise ValueError(
+                "PWM needs an env, or (for offline training) both observation_space and action_space, e.g. "
+                "PWM('MlpPolicy', None, observation_space=dataset.observation_space, "
+                "action_space=dataset.action_space); a dataset built from arrays has them only when "
+                "from_episodes(..., observation_space=..., action_space=...) was given them."
+            )
         self._dict_observation_space = checks.check_spaces(observation_space, action_space, policy)
         self.observation_space = (
             flat_box(observation_space) if isinstance(observation_space, spaces.Dict) else observation_space

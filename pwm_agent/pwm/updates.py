@@ -11,6 +11,7 @@ from torch.nn.utils import clip_grad_norm_
 from pwm_agent.buffers import WindowBatch
 from pwm_agent.objectives import Imagination, discounted_return, imagine, td_lambda_targets
 from pwm_agent.pwm.distributed import GradientSync
+from pwm_agent.pwm.graphs import StepGraph
 from pwm_agent.pwm.policies import PWMPolicy
 from pwm_agent.world_model import WorldModelLossWeights, world_model_loss
 
@@ -46,6 +47,7 @@ class UpdateConfig:
     symexp_rewards: bool = True
     bc_coef: float = 0.0
     use_bf16: bool = False
+    cuda_graphs: bool = True
 
 
 class Updater:
@@ -64,10 +66,19 @@ class Updater:
         self._count = 0
         # Set for data-parallel world-model training (see pwm_agent.pwm.distributed).
         self.sync: GradientSync | None = None
+        # On a GPU each step's kernels are recorded once and replayed (see graphs.py).
+        self.graphs = {
+            "world_model": StepGraph(self._world_model_step, "world-model", config.cuda_graphs),
+            "actor": StepGraph(self._actor_step, "actor", config.cuda_graphs),
+            "critic_targets": StepGraph(self._critic_targets, "critic-target", config.cuda_graphs),
+            "critic": StepGraph(self._critic_step, "critic", config.cuda_graphs),
+        }
 
     def _autocast(self) -> torch.autocast:
         device = next(self.policy.parameters()).device.type
-        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.config.use_bf16)
+        # Autocast's cast cache must not outlive a CUDA graph recording.
+        cache = not (device == "cuda" and self.config.cuda_graphs)
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.config.use_bf16, cache_enabled=cache)
 
     def update(
         self, batch: WindowBatch, sample_batch: Callable[[], WindowBatch], model_steps: int | None = None
@@ -152,11 +163,18 @@ class Updater:
 
     def train_world_model(self, batch: WindowBatch) -> dict[str, torch.Tensor]:
         """One world-model gradient step on windows ``[H + 1, B, ...]``."""
-        world_model = self.policy.world_model
-        loss, parts = self.world_model_backward(batch)
-        grad_norm = clip_grad_norm_(world_model.parameters(), self.config.model_max_grad_norm, foreach=True)
+        if self.sync is not None:  # collectives inside: never recorded
+            metrics = self._world_model_step(*batch)
+        else:
+            metrics = self.graphs["world_model"](*batch)
         self.model_optimizer.step()
-        return {**parts, "model_loss": loss.detach(), "model_grad_norm": grad_norm}
+        return metrics
+
+    def _world_model_step(self, *fields: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Loss, gradients and clipping of one world-model step (``fields``: a :class:`WindowBatch`)."""
+        loss, parts = self.world_model_backward(WindowBatch(*fields))
+        grad_norm = clip_grad_norm_(self.policy.world_model.parameters(), self.config.model_max_grad_norm, foreach=True)
+        return {**{k: v.detach() for k, v in parts.items()}, "model_loss": loss.detach(), "model_grad_norm": grad_norm}
 
     def train_actor(
         self, obs: torch.Tensor, behavior_actions: torch.Tensor | None = None
@@ -169,6 +187,15 @@ class Updater:
         Only the actor's gradient is computed (``torch.autograd.grad``): the world
         model and critics are read, never changed.
         """
+        imagination, metrics = self.graphs["actor"](obs, behavior_actions)
+        self.actor_optimizer.step()
+        return imagination, metrics
+
+    def _actor_step(
+        self, obs: torch.Tensor, behavior_actions: torch.Tensor | None
+    ) -> tuple[Imagination, dict[str, torch.Tensor]]:
+        """Imagined rollout from ``obs [B, O]``, actor loss, gradients and clipping, return
+        statistics: one actor step but its optimiser step."""
         policy, cfg = self.policy, self.config
         with torch.no_grad():
             z0 = policy.world_model.encode(obs)
@@ -179,7 +206,7 @@ class Updater:
         returns = discounted_return(
             imagination.rewards.float(), imagination.continues.float(), bootstrap.float(), cfg.gamma
         )
-        scale = policy.return_rms.std() if cfg.normalize_returns else torch.tensor(float(cfg.horizon))
+        scale = policy.return_rms.std() if cfg.normalize_returns else float(cfg.horizon)
         loss = -(returns / scale).mean()
         metrics: dict[str, torch.Tensor] = {}
         if behavior_actions is not None and cfg.bc_coef > 0:
@@ -193,9 +220,8 @@ class Updater:
         for param, grad in zip(params, grads):
             param.grad = grad
         grad_norm = clip_grad_norm_(params, cfg.actor_max_grad_norm, foreach=True)
-        self.actor_optimizer.step()
         if cfg.normalize_returns:
-            policy.return_rms.update(returns)
+            policy.return_rms.update(returns.detach())
         detached = Imagination(*(t.detach().float() for t in imagination))
         return detached, {
             **metrics,
@@ -208,29 +234,43 @@ class Updater:
     def train_critic(self, imagination: Imagination) -> dict[str, torch.Tensor]:
         """``critic_iterations x critic_minibatches`` steps on TD(lambda) targets of the
         detached trajectory (``[H + 1, B, L]`` latents)."""
-        critic, cfg = self.policy.critic, self.config
-        latents = imagination.latents
-        with torch.no_grad(), self._autocast():
-            values = critic.min_value(latents).float()  # [H + 1, B]
-        targets = td_lambda_targets(imagination.rewards, imagination.continues, values, cfg.gamma, cfg.gae_lambda)
-        inputs = latents[:-1].reshape(-1, latents.shape[-1])
-        flat_targets = targets.reshape(-1)
+        cfg = self.config
+        inputs, targets, value = self.graphs["critic_targets"](*imagination)
         n = inputs.shape[0]
         size = n // cfg.critic_minibatches
-        losses, grad_norm = [], torch.zeros(())
+        loss_sum, grad_norm = torch.zeros((), device=inputs.device), torch.zeros((), device=inputs.device)
         for _ in range(cfg.critic_iterations):
             order = torch.randperm(n, device=inputs.device)
             for j in range(cfg.critic_minibatches):
                 idx = order[j * size : (j + 1) * size]
-                with self._autocast():
-                    pred = critic(inputs[idx]).float()  # [K, size]
-                loss = ((pred - flat_targets[idx]) ** 2).mean()
-                self.critic_optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = clip_grad_norm_(critic.parameters(), cfg.critic_max_grad_norm, foreach=True)
+                loss, grad_norm = self.graphs["critic"](inputs[idx], targets[idx])
                 self.critic_optimizer.step()
-                losses.append(loss.detach())
-        return {"critic_loss": torch.stack(losses).mean(), "critic_grad_norm": grad_norm, "value": values.mean()}
+                loss_sum = loss_sum + loss
+        steps = max(cfg.critic_iterations * cfg.critic_minibatches, 1)
+        return {"critic_loss": loss_sum / steps, "critic_grad_norm": grad_norm.clone(), "value": value.clone()}
+
+    def _critic_targets(
+        self, latents: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, continues: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """TD(lambda) targets of a detached trajectory: critic inputs ``[H * B, L]``,
+        targets ``[H * B]`` and the mean value (``actions`` is unused)."""
+        cfg = self.config
+        with torch.no_grad(), self._autocast():
+            values = self.policy.critic.min_value(latents).float()  # [H + 1, B]
+        targets = td_lambda_targets(rewards, continues, values, cfg.gamma, cfg.gae_lambda)
+        return latents[:-1].reshape(-1, latents.shape[-1]), targets.reshape(-1), values.mean()
+
+    def _critic_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss, gradients and clipping of one critic minibatch (``inputs [N, L]``,
+        ``targets [N]``): one critic step but its optimiser step."""
+        critic = self.policy.critic
+        with self._autocast():
+            pred = critic(inputs).float()  # [K, N]
+        loss = ((pred - targets) ** 2).mean()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = clip_grad_norm_(critic.parameters(), self.config.critic_max_grad_norm, foreach=True)
+        return loss.detach(), grad_norm
 
     def pop_metrics(self) -> dict[str, float]:
         """Means of the metrics since the last call (reads them back to the host)."""

@@ -96,6 +96,8 @@ class SHAC(BaseAlgorithm):
                              "(env=None is for SHAC.load, to predict without an env).")
         if isinstance(env, str):
             env = make_diffsim(env, num_envs=num_envs, device=get_device(device), no_grad=False, seed=seed)
+        elif env is not None and is_differentiable_env(env):
+            device = _device_for(env, device)
         super().__init__(
             policy, env, learning_rate, policy_kwargs=policy_kwargs, stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log, verbose=verbose, device=device, support_multi_env=True,
@@ -322,6 +324,21 @@ def _step_locals(model: SHAC, env: Any, step: dict[str, torch.Tensor]) -> dict[s
         for i in np.flatnonzero(dones):
             infos[i]["episode"] = {"r": float(returns[i]), "l": int(lengths[i]), "t": 0.0}
     return {"self": model, "env": env, "dones": dones, "rewards": step["rewards"].cpu().numpy(), "infos": infos}
+
+
+def _device_for(env: Any, device: torch.device | str) -> torch.device | str:
+    """The agent's device for a differentiable env: the env's own with ``"auto"``; an
+    explicit device must match it (gradients flow between the two)."""
+    env_device = torch.device(getattr(env, "device", "cpu"))
+    if device == "auto":
+        return env_device
+    wanted = get_device(device)
+    if (wanted.type, wanted.index or 0) != (env_device.type, env_device.index or 0):
+        raise ValueError(
+            f"SHAC on device {wanted} cannot backpropagate through an env on {env_device}: "
+            f"create the env with device='{wanted}', or pass device='auto' (uses the env's device)."
+        )
+    return device
 
 
 def _differentiable_env_of(venv: VecEnv) -> Any:

@@ -1,0 +1,114 @@
+"""CUDA graphs for the training steps: one replay instead of thousands of kernel launches.
+
+PWM's networks are small and its updates are long chains of small kernels (16
+imagined steps, 32 critic minibatches), so on a GPU an eager update spends most
+of its time launching kernels, not running them. :class:`StepGraph` records one
+step function as a CUDA graph and replays it. Optimiser steps stay outside the
+graphs (eager fused Adam), so learning-rate schedules, optimiser state loading
+and checkpoints behave exactly as without graphs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+import torch
+from torch.utils._pytree import tree_map
+
+__all__ = ["StepGraph"]
+
+Signature = tuple[Any, ...]
+
+
+def _signature(inputs: tuple[torch.Tensor | None, ...]) -> Signature:
+    return tuple(None if x is None else (tuple(x.shape), x.dtype, x.device) for x in inputs)
+
+
+class StepGraph:
+    """Runs ``fn(*inputs)`` as a replayed CUDA graph once it has warmed up.
+
+    The first ``warmup`` calls of each input signature (shapes, dtypes, which inputs
+    are ``None``) run eagerly on a side stream (as CUDA graph capture requires); the
+    next call records ``fn`` into a graph, and from then on each call copies its
+    inputs into the graph's static input tensors and replays it. Every call is a
+    real step: the recording call replays the graph right after recording it.
+
+    ``fn`` must not synchronise with the host (no ``.item()``, no Python branch on a
+    tensor's value) and must return a pytree of tensors. The returned tensors are
+    the graph's static outputs: they are overwritten by the next call, so use (or
+    clone) them before calling again. Off CUDA, with ``enabled=False``, or once a
+    recording has failed (an op that cannot be captured; a warning names it), calls
+    run ``fn`` eagerly.
+
+    :param fn: the step, taking tensors (or ``None``) and returning tensors.
+    :param name: the step's name, for the warning.
+    :param enabled: whether to use graphs on CUDA inputs.
+    :param warmup: eager calls per signature before recording (at least 1).
+    """
+
+    def __init__(self, fn: Callable[..., Any], name: str, enabled: bool = True, warmup: int = 3) -> None:
+        self.fn, self.name, self.enabled, self.warmup = fn, name, enabled, max(int(warmup), 1)
+        self.failure: str | None = None
+        self._seen: dict[Signature, int] = {}
+        self._graphs: dict[Signature, tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor | None, ...], Any]] = {}
+
+    @property
+    def active(self) -> bool:
+        """Whether calls may replay graphs (enabled and no recording has failed)."""
+        return self.enabled and self.failure is None
+
+    @property
+    def num_graphs(self) -> int:
+        """How many graphs (one per input signature) have been recorded."""
+        return len(self._graphs)
+
+    def __call__(self, *inputs: torch.Tensor | None) -> Any:
+        tensors = [x for x in inputs if x is not None]
+        if not self.active or not tensors or tensors[0].device.type != "cuda":
+            return self.fn(*inputs)
+        key = _signature(inputs)
+        entry = self._graphs.get(key)
+        if entry is None:
+            seen = self._seen.get(key, 0)
+            if seen < self.warmup:
+                self._seen[key] = seen + 1
+                return self._side_stream_call(inputs)
+            entry = self._record(key, inputs)
+            if entry is None:
+                return self.fn(*inputs)
+        graph, static_inputs, static_outputs = entry
+        for static, x in zip(static_inputs, inputs):
+            if static is not None:
+                static.copy_(x)
+        graph.replay()
+        return static_outputs
+
+    def _side_stream_call(self, inputs: tuple[torch.Tensor | None, ...]) -> Any:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            out = self.fn(*inputs)
+        torch.cuda.current_stream().wait_stream(stream)
+        return out
+
+    def _record(self, key: Signature, inputs: tuple[torch.Tensor | None, ...]) -> Any:
+        static_inputs = tuple(None if x is None else x.detach().clone() for x in inputs)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                static_outputs = self.fn(*static_inputs)
+            static_outputs = tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, static_outputs)
+        except RuntimeError as err:
+            torch.cuda.synchronize()
+            self.failure = f"{type(err).__name__}: {err}"
+            warnings.warn(
+                f"Could not record the {self.name} step as a CUDA graph ({self.failure.splitlines()[0]}); it runs "
+                "eagerly from now on (slower, same results). Pass cuda_graphs=False to skip the attempt.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
+        entry = (graph, static_inputs, static_outputs)
+        self._graphs[key] = entry
+        return entry
