@@ -25,11 +25,11 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, keep the log, strip 
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
-step test_cuda 80 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py
-step speed 90 $PY benchmarks/speed.py --device cuda --bf16 --json "$OUT/speed.json"
-step speed_eager 50 $PY benchmarks/speed.py --device cuda --no-cuda-graphs --json "$OUT/speed_eager.json"
-step extraction 110 $PY benchmarks/offline.py --parts speed --device cuda --speed-bf16 --speed-eager \
+step test_cuda 60 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py
+step speed 75 $PY benchmarks/speed.py --device cuda --bf16 --json "$OUT/speed.json"
+step speed_eager 40 $PY benchmarks/speed.py --device cuda --no-cuda-graphs --json "$OUT/speed_eager.json"
+step extraction 90 $PY benchmarks/offline.py --parts speed --device cuda --speed-bf16 --speed-eager \
     --speed-updates 30 --speed-presets small tdmpc2-1M tdmpc2-5M tdmpc2-48M --out "$OUT"
-step learning 70 $PY benchmarks/learning.py --env HalfCheetah-v5 --steps 4000 --eval-every 4000 --episodes 1 \
+step learning 50 $PY benchmarks/learning.py --env HalfCheetah-v5 --steps 4000 --eval-every 4000 --episodes 1 \
     --workers 1 --out "$OUT/learning"
-step suite 70 $PY -m pytest -q -p no:cacheprovider -n 8 --timeout 60 tests --ignore tests/test_cuda.py
+step suite 30 $PY -m pytest -q -p no:cacheprovider -n 8 --timeout 25 tests --ignore tests/test_cuda.py

@@ -65,6 +65,30 @@ def _sb3_logdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _cpu_unless_cuda_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """``device="auto"`` means the CPU in this suite (its tests build CPU tensors), also on a
+    machine with a GPU; tests/test_cuda.py is the GPU suite and keeps the real choice."""
+    if request.node.path.name == "test_cuda.py" or not torch.cuda.is_available():
+        yield
+        return
+    import stable_baselines3.common.base_class as base_class
+
+    import pwm_agent.pwm.policies as policies
+    import pwm_agent.pwm.serialization as serialization
+    import pwm_agent.shac.shac as shac_module
+
+    real = base_class.get_device
+
+    def cpu_for_auto(device: torch.device | str = "auto") -> torch.device:
+        return real("cpu" if isinstance(device, str) and device == "auto" else device)
+
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (base_class, policies, serialization, shac_module):
+            patch.setattr(module, "get_device", cpu_for_auto)
+        yield
+
+
 class RecordingWriter(KVWriter):
     """An in-memory logger output: keeps every dumped ``{key: value}`` dict."""
 

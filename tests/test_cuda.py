@@ -150,9 +150,10 @@ def test_cuda_graph_steps_equal_eager_steps() -> None:
     for key in ("world_model", "actor", "critic_targets", "critic"):
         assert graphed.updater.graphs[key].num_graphs == 1 and graphed.updater.graphs[key].failure is None, key
         assert eager.updater.graphs[key].num_graphs == 0
-    _close_parameters(graphed.policy.world_model, eager.policy.world_model, 1e-5)
-    _close_parameters(graphed.policy.critic, eager.policy.critic, 1e-4)
-    _close_parameters(graphed.policy.actor, eager.policy.actor, 1e-4)
+    # The same kernels on the same inputs (noise is drawn outside the graphs).
+    _close_parameters(graphed.policy.world_model, eager.policy.world_model, 1e-6)
+    _close_parameters(graphed.policy.critic, eager.policy.critic, 1e-6)
+    _close_parameters(graphed.policy.actor, eager.policy.actor, 1e-6)
 
 
 def test_cuda_graphs_learn_save_and_reload(tmp_path: Path) -> None:

@@ -18,8 +18,12 @@ def discounted_return(
     :return: ``[B]`` returns (differentiable in all inputs).
     """
     horizon = rewards.shape[0]
-    ones = torch.ones_like(continues[:1])
-    alive = torch.cumprod(torch.cat([ones, continues], dim=0), dim=0)  # [H + 1, B]
+    # Running products by hand: cumprod's backward reads the input back to the host
+    # (a zero check), which would stall the GPU and break CUDA graph capture.
+    alive_t = [torch.ones_like(continues[0])]
+    for t in range(horizon):
+        alive_t.append(alive_t[-1] * continues[t])
+    alive = torch.stack(alive_t)  # [H + 1, B]
     discount = gamma ** torch.arange(horizon + 1, device=rewards.device, dtype=rewards.dtype)
     weights = discount.unsqueeze(-1) * alive
     return (weights[:-1] * rewards).sum(0) + weights[-1] * bootstrap

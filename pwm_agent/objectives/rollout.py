@@ -32,16 +32,18 @@ def imagine(
     horizon: int,
     task: torch.Tensor | None = None,
     apply_symexp: bool = True,
+    noise: torch.Tensor | None = None,
 ) -> Imagination:
     """Roll the actor through the model for ``horizon`` steps from ``z0 [B, L]``.
 
     The actor reads ``z_t.detach()``: its gradient reaches its parameters only
     through ``a_t -> model -> later rewards and values`` (the PWM estimator).
+    ``noise [H, B, A]`` (standard normal) drives the actor's samples; ``None`` draws it.
     """
     z = z0
     latents, actions = [z0], []
-    for _ in range(horizon):
-        action = actor.sample(z.detach())
+    for t in range(horizon):
+        action = actor.sample(z.detach(), None if noise is None else noise[t])
         z = world_model.next(z, action, task)
         latents.append(z)
         actions.append(action)

@@ -100,8 +100,10 @@ class StepGraph:
                 static_outputs = self.fn(*static_inputs)
             static_outputs = tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, static_outputs)
         except RuntimeError as err:
+            # The op that broke the capture raised first; capture_end's error follows it.
+            first = err.__context__ if isinstance(err.__context__, Exception) else err
+            self.failure = f"{type(first).__name__}: {first}"
             torch.cuda.synchronize()
-            self.failure = f"{type(err).__name__}: {err}"
             warnings.warn(
                 f"Could not record the {self.name} step as a CUDA graph ({self.failure.splitlines()[0]}); it runs "
                 "eagerly from now on (slower, same results). Pass cuda_graphs=False to skip the attempt.",

@@ -187,20 +187,26 @@ class Updater:
         Only the actor's gradient is computed (``torch.autograd.grad``): the world
         model and critics are read, never changed.
         """
-        imagination, metrics = self.graphs["actor"](obs, behavior_actions)
+        # The actor's sampling noise is drawn outside the recorded step: a graph then
+        # holds no random-number state, and graphed and eager steps agree exactly.
+        action_dim = self.policy.actor.action_mask.shape[0]
+        noise = torch.randn(self.config.horizon, obs.shape[0], action_dim, device=obs.device)
+        imagination, metrics = self.graphs["actor"](obs, behavior_actions, noise)
         self.actor_optimizer.step()
         return imagination, metrics
 
     def _actor_step(
-        self, obs: torch.Tensor, behavior_actions: torch.Tensor | None
+        self, obs: torch.Tensor, behavior_actions: torch.Tensor | None, noise: torch.Tensor
     ) -> tuple[Imagination, dict[str, torch.Tensor]]:
-        """Imagined rollout from ``obs [B, O]``, actor loss, gradients and clipping, return
-        statistics: one actor step but its optimiser step."""
+        """Imagined rollout from ``obs [B, O]`` with sampling noise ``[H, B, A]``, actor
+        loss, gradients and clipping, return statistics: one actor step but its optimiser step."""
         policy, cfg = self.policy, self.config
         with torch.no_grad():
             z0 = policy.world_model.encode(obs)
         with self._autocast():
-            imagination = imagine(policy.world_model, policy.actor, z0, cfg.horizon, None, cfg.symexp_rewards)
+            imagination = imagine(
+                policy.world_model, policy.actor, z0, cfg.horizon, None, cfg.symexp_rewards, noise
+            )
             bootstrap = policy.critic.min_value(imagination.latents[-1])
         # Sums and discounts in float32 (under bf16 autocast the heads return bf16).
         returns = discounted_return(
