@@ -30,6 +30,6 @@ step speed 75 $PY benchmarks/speed.py --device cuda --bf16 --json "$OUT/speed.js
 step speed_eager 40 $PY benchmarks/speed.py --device cuda --no-cuda-graphs --json "$OUT/speed_eager.json"
 step extraction 90 $PY benchmarks/offline.py --parts speed --device cuda --speed-bf16 --speed-eager \
     --speed-updates 30 --speed-presets small tdmpc2-1M tdmpc2-5M tdmpc2-48M --out "$OUT"
-step learning 50 $PY benchmarks/learning.py --env HalfCheetah-v5 --steps 4000 --eval-every 4000 --episodes 1 \
+step learning 50 $PY benchmarks/learning.py --env HalfCheetah-v5 --steps 2000 --eval-every 2000 --episodes 1 \
     --workers 1 --out "$OUT/learning"
 step suite 30 $PY -m pytest -q -p no:cacheprovider -n 8 --timeout 25 tests --ignore tests/test_cuda.py
