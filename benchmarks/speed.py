@@ -238,6 +238,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="torch device to time on (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--batch", type=int, default=0, help="override every config's batch size (0: keep)")
     parser.add_argument("--no-cuda-graphs", action="store_true", help="time eager GPU updates (no CUDA graphs)")
+    parser.add_argument("--predict-only", action="store_true", help="only the predict latency")
     args = parser.parse_args()
     global DEVICE
     DEVICE = torch.device(args.device)
@@ -246,7 +247,7 @@ def main() -> None:
     torch.manual_seed(0)
     results: dict[str, object] = {"threads": torch.get_num_threads(), "device": describe_device()}
     print(f"device: {results['device']}" + (", CUDA graphs off" if args.no_cuda_graphs else ""))
-    for key in args.configs:
+    for key in [] if args.predict_only else args.configs:
         shape = replace(SHAPES[key], batch=args.batch) if args.batch else SHAPES[key]
         width = max(shape.critic_arch[0], 512)
         m = shape.batch * shape.horizon // shape.critic_minibatches

@@ -176,3 +176,27 @@ def test_cuda_graphs_extract_a_bound_multitask_model(mt30_checkpoint: Path) -> N
     failures = {key: graph.failure for key, graph in agent.updater.graphs.items() if graph.failure}
     assert not failures, failures
     assert agent.updater.graphs["actor"].num_graphs == 1
+
+
+@torch.no_grad()
+def test_predict_replays_a_graph_of_the_live_weights() -> None:
+    agent = _pendulum_agent("cuda")
+    policy = agent.policy
+    obs = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+
+    def eager() -> np.ndarray:
+        actions = policy.actor.mean_action(policy.world_model.encode(torch.from_numpy(obs).to(CUDA)))
+        return policy.unscale_action(actions.cpu().numpy())
+
+    for _ in range(5):  # warm-up, recording, replays
+        np.testing.assert_allclose(agent.predict(obs, deterministic=True)[0], eager(), atol=1e-6)
+    assert policy._act_graphs[True].num_graphs == 1
+    policy.actor.mu[-1].bias.add_(0.3)  # an in-place update, as the optimiser makes
+    np.testing.assert_allclose(agent.predict(obs, deterministic=True)[0], eager(), atol=1e-6)
+    policy.to("cpu")
+    policy.to(CUDA)  # new parameter memory: the graph is recorded again
+    np.testing.assert_allclose(agent.predict(obs, deterministic=True)[0], eager(), atol=1e-6)
+    single, _ = agent.predict(obs[0], deterministic=True)
+    assert single.shape == (1,)
+    sampled = np.stack([agent.predict(obs, deterministic=False)[0] for _ in range(6)])
+    assert sampled.std(0).min() > 0 and np.abs(sampled).max() <= 2.0

@@ -16,6 +16,7 @@ from pwm_agent.common.running_stats import TorchRunningMeanStd
 from pwm_agent.common.spaces_json import space_from_dict, space_to_dict
 from pwm_agent.envs.wrappers import flatten_observation
 from pwm_agent.pwm.fast_inference import NumpyActor, make_numpy_actor
+from pwm_agent.pwm.graphs import StepGraph
 from pwm_agent.networks import Actor, CriticEnsemble
 from pwm_agent.planning import MPPIPlanner
 from pwm_agent.world_model import WorldModel, make_config
@@ -100,6 +101,9 @@ class PWMPolicy(BasePolicy):
         self.reward_rms = TorchRunningMeanStd()
         self.return_rms = TorchRunningMeanStd()
         self._fast_actor: NumpyActor | None = None
+        # GPU acting: the encoder and actor replayed as CUDA graphs (see _act_graph).
+        self._act_graphs: dict[bool, StepGraph] = {}
+        self._act_graph_anchor = 0
         self._kwargs = dict(
             world_model=self.wm_config.to_dict(),
             actor_arch=list(actor_arch or [128, 128]),
@@ -156,12 +160,29 @@ class PWMPolicy(BasePolicy):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state["_fast_actor"] = None  # holds views of this object's parameter memory
+        state["_act_graphs"] = {}  # recorded against this object's parameter memory
         return state
 
     def _numpy_actor(self) -> NumpyActor | None:
         if self._fast_actor is None or not self._fast_actor.is_current():
             self._fast_actor = make_numpy_actor(self.world_model, self.actor)
         return self._fast_actor
+
+    def _act_graph(self, deterministic: bool) -> StepGraph:
+        """The acting step ``obs [N, O]`` (+ ``noise [N, A]``) -> actions, recorded as a CUDA
+        graph on a GPU (one launch instead of one per layer); re-recorded if the
+        parameters move to new memory."""
+        anchor = self.world_model.encoder[0].weight.data_ptr()
+        if anchor != self._act_graph_anchor:
+            self._act_graphs, self._act_graph_anchor = {}, anchor
+        if deterministic not in self._act_graphs:
+            self._act_graphs[deterministic] = StepGraph(self._act, "predict")
+        return self._act_graphs[deterministic]
+
+    def _act(self, obs: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """Actions in ``[-1, 1]`` ``[N, A]``: the mean action, or a sample driven by ``noise [N, A]``."""
+        z = self.world_model.encode(obs)
+        return self.actor.mean_action(z) if noise is None else self.actor.sample(z, noise)
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """Actions in ``[-1, 1]``: ``obs [B, O]`` -> ``[B, A]``."""
@@ -209,7 +230,8 @@ class PWMPolicy(BasePolicy):
 
         A lean path for low latency: on the CPU, small batches run through
         :class:`~pwm_agent.pwm.fast_inference.NumpyActor` (same layers, NumPy
-        views of the live weights); otherwise one tensor copy and no autograd.
+        views of the live weights); on a GPU the encoder and actor replay as one
+        CUDA graph; otherwise one tensor copy and no autograd.
         """
         obs = self.observation_batch(observation)
         fast = self._numpy_actor() if obs.ndim == 1 or obs.shape[0] <= NUMPY_MAX_BATCH else None
@@ -219,7 +241,15 @@ class PWMPolicy(BasePolicy):
             if self.training:
                 self.set_training_mode(False)
             with torch.inference_mode():
-                actions = self._predict(torch.from_numpy(obs).to(self.device), deterministic).cpu().numpy()
+                batch = torch.from_numpy(np.atleast_2d(obs)).to(self.device)
+                if self.device.type == "cuda":
+                    action_dim = self.actor.action_mask.shape[0]
+                    noise = None if deterministic else torch.randn(batch.shape[0], action_dim, device=self.device)
+                    out = self._act_graph(deterministic)(batch, noise)
+                else:
+                    out = self._predict(batch, deterministic)
+                actions = out.cpu().numpy()
+                actions = actions[0] if obs.ndim == 1 else actions
         actions = self.unscale_action(actions)  # type: ignore[assignment]
         return actions, state
 

@@ -67,12 +67,24 @@ class Updater:
         # Set for data-parallel world-model training (see pwm_agent.pwm.distributed).
         self.sync: GradientSync | None = None
         # On a GPU each step's kernels are recorded once and replayed (see graphs.py).
-        self.graphs = {
-            "world_model": StepGraph(self._world_model_step, "world-model", config.cuda_graphs),
-            "actor": StepGraph(self._actor_step, "actor", config.cuda_graphs),
-            "critic_targets": StepGraph(self._critic_targets, "critic-target", config.cuda_graphs),
-            "critic": StepGraph(self._critic_step, "critic", config.cuda_graphs),
-        }
+        self.graphs: dict[str, StepGraph] = {}
+        self._graph_anchor = -1
+        self._fresh_graphs()
+
+    def _fresh_graphs(self) -> dict[str, StepGraph]:
+        """The step graphs, recorded anew when the parameters moved to new memory
+        (``policy.to(...)``): a graph replays against the memory it was recorded with."""
+        anchor = self.policy.world_model.encoder[0].weight.data_ptr()
+        if anchor != self._graph_anchor:
+            enabled = self.config.cuda_graphs
+            self.graphs = {
+                "world_model": StepGraph(self._world_model_step, "world-model", enabled),
+                "actor": StepGraph(self._actor_step, "actor", enabled),
+                "critic_targets": StepGraph(self._critic_targets, "critic-target", enabled),
+                "critic": StepGraph(self._critic_step, "critic", enabled),
+            }
+            self._graph_anchor = anchor
+        return self.graphs
 
     def _autocast(self) -> torch.autocast:
         device = next(self.policy.parameters()).device.type
@@ -166,7 +178,7 @@ class Updater:
         if self.sync is not None:  # collectives inside: never recorded
             metrics = self._world_model_step(*batch)
         else:
-            metrics = self.graphs["world_model"](*batch)
+            metrics = self._fresh_graphs()["world_model"](*batch)
         self.model_optimizer.step()
         return metrics
 
@@ -191,7 +203,7 @@ class Updater:
         # holds no random-number state, and graphed and eager steps agree exactly.
         action_dim = self.policy.actor.action_mask.shape[0]
         noise = torch.randn(self.config.horizon, obs.shape[0], action_dim, device=obs.device)
-        imagination, metrics = self.graphs["actor"](obs, behavior_actions, noise)
+        imagination, metrics = self._fresh_graphs()["actor"](obs, behavior_actions, noise)
         self.actor_optimizer.step()
         return imagination, metrics
 
@@ -240,8 +252,8 @@ class Updater:
     def train_critic(self, imagination: Imagination) -> dict[str, torch.Tensor]:
         """``critic_iterations x critic_minibatches`` steps on TD(lambda) targets of the
         detached trajectory (``[H + 1, B, L]`` latents)."""
-        cfg = self.config
-        inputs, targets, value = self.graphs["critic_targets"](*imagination)
+        cfg, graphs = self.config, self._fresh_graphs()
+        inputs, targets, value = graphs["critic_targets"](*imagination)
         n = inputs.shape[0]
         size = n // cfg.critic_minibatches
         loss_sum, grad_norm = torch.zeros((), device=inputs.device), torch.zeros((), device=inputs.device)
@@ -249,7 +261,7 @@ class Updater:
             order = torch.randperm(n, device=inputs.device)
             for j in range(cfg.critic_minibatches):
                 idx = order[j * size : (j + 1) * size]
-                loss, grad_norm = self.graphs["critic"](inputs[idx], targets[idx])
+                loss, grad_norm = graphs["critic"](inputs[idx], targets[idx])
                 self.critic_optimizer.step()
                 loss_sum = loss_sum + loss
         steps = max(cfg.critic_iterations * cfg.critic_minibatches, 1)
