@@ -16,13 +16,32 @@ from typing import Any, Callable
 import torch
 from torch.utils._pytree import tree_map
 
-__all__ = ["StepGraph"]
+__all__ = ["MemoryKey", "StepGraph"]
 
 Signature = tuple[Any, ...]
 
 
 def _signature(inputs: tuple[torch.Tensor | None, ...]) -> Signature:
     return tuple(None if x is None else (tuple(x.shape), x.dtype, x.device) for x in inputs)
+
+
+class MemoryKey:
+    """Where the tensors of ``modules`` live: a graph replays against the memory it was
+    recorded with, so a changed key (``module.to(...)`` moved them) means recording anew.
+
+    Parameters are listed once (``.to()`` keeps the objects, swapping their storage);
+    buffers are read from the modules that own them (``.to()`` replaces buffer objects).
+    A call costs a few microseconds.
+    """
+
+    def __init__(self, *modules: torch.nn.Module) -> None:
+        self._params = [p for m in modules for p in m.parameters()]
+        self._owners = [sub for m in modules for sub in m.modules() if sub._buffers]
+
+    def __call__(self) -> int:
+        pointers = [p.data_ptr() for p in self._params]
+        pointers += [b.data_ptr() for owner in self._owners for b in owner._buffers.values() if b is not None]
+        return hash(tuple(pointers))
 
 
 class StepGraph:

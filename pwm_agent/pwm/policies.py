@@ -16,7 +16,7 @@ from pwm_agent.common.running_stats import TorchRunningMeanStd
 from pwm_agent.common.spaces_json import space_from_dict, space_to_dict
 from pwm_agent.envs.wrappers import flatten_observation
 from pwm_agent.pwm.fast_inference import NumpyActor, make_numpy_actor
-from pwm_agent.pwm.graphs import StepGraph
+from pwm_agent.pwm.graphs import MemoryKey, StepGraph
 from pwm_agent.networks import Actor, CriticEnsemble
 from pwm_agent.planning import MPPIPlanner
 from pwm_agent.world_model import WorldModel, make_config
@@ -104,6 +104,7 @@ class PWMPolicy(BasePolicy):
         # GPU acting: the encoder and actor replayed as CUDA graphs (see _act_graph).
         self._act_graphs: dict[bool, StepGraph] = {}
         self._act_graph_anchor = 0
+        self._act_memory: MemoryKey | None = None
         self._kwargs = dict(
             world_model=self.wm_config.to_dict(),
             actor_arch=list(actor_arch or [128, 128]),
@@ -160,7 +161,7 @@ class PWMPolicy(BasePolicy):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state["_fast_actor"] = None  # holds views of this object's parameter memory
-        state["_act_graphs"] = {}  # recorded against this object's parameter memory
+        state["_act_graphs"], state["_act_memory"] = {}, None  # tied to this object's parameter memory
         return state
 
     def _numpy_actor(self) -> NumpyActor | None:
@@ -172,7 +173,9 @@ class PWMPolicy(BasePolicy):
         """The acting step ``obs [N, O]`` (+ ``noise [N, A]``) -> actions, recorded as a CUDA
         graph on a GPU (one launch instead of one per layer); re-recorded if the
         parameters move to new memory."""
-        anchor = self.world_model.encoder[0].weight.data_ptr()
+        if self._act_memory is None:
+            self._act_memory = MemoryKey(self.world_model, self.actor)
+        anchor = self._act_memory()
         if anchor != self._act_graph_anchor:
             self._act_graphs, self._act_graph_anchor = {}, anchor
         if deterministic not in self._act_graphs:

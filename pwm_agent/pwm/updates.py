@@ -11,7 +11,7 @@ from torch.nn.utils import clip_grad_norm_
 from pwm_agent.buffers import WindowBatch
 from pwm_agent.objectives import Imagination, discounted_return, imagine, td_lambda_targets
 from pwm_agent.pwm.distributed import GradientSync
-from pwm_agent.pwm.graphs import StepGraph
+from pwm_agent.pwm.graphs import MemoryKey, StepGraph
 from pwm_agent.pwm.policies import PWMPolicy
 from pwm_agent.world_model import WorldModelLossWeights, world_model_loss
 
@@ -69,12 +69,13 @@ class Updater:
         # On a GPU each step's kernels are recorded once and replayed (see graphs.py).
         self.graphs: dict[str, StepGraph] = {}
         self._graph_anchor = -1
+        self._memory = MemoryKey(policy)
         self._fresh_graphs()
 
     def _fresh_graphs(self) -> dict[str, StepGraph]:
         """The step graphs, recorded anew when the parameters moved to new memory
         (``policy.to(...)``): a graph replays against the memory it was recorded with."""
-        anchor = self.policy.world_model.encoder[0].weight.data_ptr()
+        anchor = self._memory()
         if anchor != self._graph_anchor:
             enabled = self.config.cuda_graphs
             self.graphs = {
