@@ -200,3 +200,25 @@ def test_predict_replays_a_graph_of_the_live_weights() -> None:
     assert single.shape == (1,)
     sampled = np.stack([agent.predict(obs, deterministic=False)[0] for _ in range(6)])
     assert sampled.std(0).min() > 0 and np.abs(sampled).max() <= 2.0
+
+
+def test_cuda_graphs_alternating_batch_sizes_equal_eager() -> None:
+    """Each input shape has its own graph and gradient memory; the optimiser must step
+    with the gradients of the step just taken, not another shape's."""
+    graphed, eager = _twin_updaters()
+    gen = torch.Generator().manual_seed(2)
+    for step in range(12):  # both shapes warm up, record and replay, interleaved
+        b = 16 if step % 2 else 24
+        batch = WindowBatch(torch.randn(5, b, 3, generator=gen), torch.rand(4, b, 1, generator=gen) * 2 - 1,
+                            torch.randn(4, b, generator=gen), torch.zeros(4, b), torch.zeros(4, b))
+        batch = WindowBatch(*(None if t is None else t.to(CUDA) for t in batch))
+        for agent in (graphed, eager):
+            agent.updater.train_world_model(batch)
+            torch.manual_seed(step)
+            imagination, _ = agent.updater.train_actor(batch.observations[0])
+            torch.manual_seed(100 + step)
+            agent.updater.train_critic(imagination)
+    assert graphed.updater.graphs["world_model"].num_graphs == 2
+    _close_parameters(graphed.policy.world_model, eager.policy.world_model, 1e-6)
+    _close_parameters(graphed.policy.critic, eager.policy.critic, 1e-6)
+    _close_parameters(graphed.policy.actor, eager.policy.actor, 1e-6)

@@ -105,6 +105,7 @@ class PWMPolicy(BasePolicy):
         self._act_graphs: dict[bool, StepGraph] = {}
         self._act_graph_anchor = 0
         self._act_memory: MemoryKey | None = None
+        self.cuda_graphs = True  # PWM sets its own cuda_graphs option here
         self._kwargs = dict(
             world_model=self.wm_config.to_dict(),
             actor_arch=list(actor_arch or [128, 128]),
@@ -179,7 +180,7 @@ class PWMPolicy(BasePolicy):
         if anchor != self._act_graph_anchor:
             self._act_graphs, self._act_graph_anchor = {}, anchor
         if deterministic not in self._act_graphs:
-            self._act_graphs[deterministic] = StepGraph(self._act, "predict")
+            self._act_graphs[deterministic] = StepGraph(self._act, "predict", self.cuda_graphs, max_graphs=4)
         return self._act_graphs[deterministic]
 
     def _act(self, obs: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:

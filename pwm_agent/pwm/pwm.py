@@ -242,6 +242,7 @@ class PWM(OffPolicyAlgorithm):
     def _setup_model(self) -> None:
         super()._setup_model()
         self.policy.dict_observation_space = self._dict_observation_space
+        self.policy.cuda_graphs = self.update_config.cuda_graphs
         self.updater = Updater(self.policy, self.update_config, self.lr_schedule(1.0), self.model_learning_rate)
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:

@@ -21,6 +21,16 @@ ADAM_BETAS = (0.7, 0.95)
 REWARD_CLIP = 10.0
 
 
+Grads = list[torch.Tensor | None]
+
+
+def _set_grads(params: Iterable[torch.nn.Parameter], grads: Grads) -> None:
+    """Point ``.grad`` at a step's gradients (a recorded step leaves them in its own
+    graph memory, which another graph of the same step does not share)."""
+    for param, grad in zip(params, grads):
+        param.grad = grad
+
+
 def _adam(params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
     """Adam with the fused kernel (one call for all tensors; CPU and CUDA)."""
     return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
@@ -74,8 +84,9 @@ class Updater:
 
     def _fresh_graphs(self) -> dict[str, StepGraph]:
         """The step graphs, recorded anew when the parameters moved to new memory
-        (``policy.to(...)``): a graph replays against the memory it was recorded with."""
-        anchor = self._memory()
+        (``policy.to(...)``: a graph replays against the memory it was recorded with)
+        or a setting read while recording changed (config, loss weights, bound task)."""
+        anchor = hash((self._memory(), self.config, self.loss_weights, self.policy.world_model.bound_task))
         if anchor != self._graph_anchor:
             enabled = self.config.cuda_graphs
             self.graphs = {
@@ -101,7 +112,7 @@ class Updater:
         ``batch.observations[0]``, then critic steps."""
         metrics: dict[str, torch.Tensor] = {}
         for i in range(self.config.model_iterations if model_steps is None else model_steps):
-            metrics = self.train_world_model(batch if i == 0 else sample_batch())
+            metrics = dict(self.train_world_model(batch if i == 0 else sample_batch()))
         behavior = batch.actions[0] if self.config.bc_coef > 0 else None
         imagination, actor_metrics = self.train_actor(batch.observations[0], behavior)
         metrics.update(actor_metrics)
@@ -175,19 +186,25 @@ class Updater:
         return loss, parts
 
     def train_world_model(self, batch: WindowBatch) -> dict[str, torch.Tensor]:
-        """One world-model gradient step on windows ``[H + 1, B, ...]``."""
+        """One world-model gradient step on windows ``[H + 1, B, ...]``. On a GPU the
+        returned metrics are overwritten by the next call: read them first."""
         if self.sync is not None:  # collectives inside: never recorded
-            metrics = self._world_model_step(*batch)
+            metrics, grads = self._world_model_step(*batch)
         else:
-            metrics = self._fresh_graphs()["world_model"](*batch)
+            metrics, grads = self._fresh_graphs()["world_model"](*batch)
+        _set_grads(self.policy.world_model.parameters(), grads)
         self.model_optimizer.step()
         return metrics
 
-    def _world_model_step(self, *fields: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """Loss, gradients and clipping of one world-model step (``fields``: a :class:`WindowBatch`)."""
+    def _world_model_step(self, *fields: torch.Tensor | None) -> tuple[dict[str, torch.Tensor], Grads]:
+        """Loss, gradients and clipping of one world-model step (``fields``: a
+        :class:`WindowBatch`); returns the metrics and the gradients."""
         loss, parts = self.world_model_backward(WindowBatch(*fields))
-        grad_norm = clip_grad_norm_(self.policy.world_model.parameters(), self.config.model_max_grad_norm, foreach=True)
-        return {**{k: v.detach() for k, v in parts.items()}, "model_loss": loss.detach(), "model_grad_norm": grad_norm}
+        params = list(self.policy.world_model.parameters())
+        grad_norm = clip_grad_norm_(params, self.config.model_max_grad_norm, foreach=True)
+        metrics = {**{k: v.detach() for k, v in parts.items()}, "model_loss": loss.detach(),
+                   "model_grad_norm": grad_norm}
+        return metrics, [p.grad for p in params]
 
     def train_actor(
         self, obs: torch.Tensor, behavior_actions: torch.Tensor | None = None
@@ -204,15 +221,18 @@ class Updater:
         # holds no random-number state, and graphed and eager steps agree exactly.
         action_dim = self.policy.actor.action_mask.shape[0]
         noise = torch.randn(self.config.horizon, obs.shape[0], action_dim, device=obs.device)
-        imagination, metrics = self._fresh_graphs()["actor"](obs, behavior_actions, noise)
+        imagination, metrics, grads = self._fresh_graphs()["actor"](obs, behavior_actions, noise)
+        actor = self.policy.actor
+        _set_grads(actor.parameters(), grads)
         self.actor_optimizer.step()
-        return imagination, metrics
+        return imagination, {**metrics, "actor_std": actor.std().detach().mean()}
 
     def _actor_step(
         self, obs: torch.Tensor, behavior_actions: torch.Tensor | None, noise: torch.Tensor
-    ) -> tuple[Imagination, dict[str, torch.Tensor]]:
+    ) -> tuple[Imagination, dict[str, torch.Tensor], Grads]:
         """Imagined rollout from ``obs [B, O]`` with sampling noise ``[H, B, A]``, actor
-        loss, gradients and clipping, return statistics: one actor step but its optimiser step."""
+        loss, gradients and clipping, return statistics: one actor step but its optimiser
+        step. Returns the detached trajectory, the metrics and the gradients."""
         policy, cfg = self.policy, self.config
         with torch.no_grad():
             z0 = policy.world_model.encode(obs)
@@ -242,13 +262,8 @@ class Updater:
         if cfg.normalize_returns:
             policy.return_rms.update(returns.detach())
         detached = Imagination(*(t.detach().float() for t in imagination))
-        return detached, {
-            **metrics,
-            "actor_loss": loss.detach(),
-            "actor_grad_norm": grad_norm,
-            "imagined_return": returns.detach().mean(),
-            "actor_std": policy.actor.std().detach().mean(),
-        }
+        metrics.update(actor_loss=loss.detach(), actor_grad_norm=grad_norm, imagined_return=returns.detach().mean())
+        return detached, metrics, list(grads)
 
     def train_critic(self, imagination: Imagination) -> dict[str, torch.Tensor]:
         """``critic_iterations x critic_minibatches`` steps on TD(lambda) targets of the
@@ -262,7 +277,8 @@ class Updater:
             order = torch.randperm(n, device=inputs.device)
             for j in range(cfg.critic_minibatches):
                 idx = order[j * size : (j + 1) * size]
-                loss, grad_norm = graphs["critic"](inputs[idx], targets[idx])
+                loss, grad_norm, grads = graphs["critic"](inputs[idx], targets[idx])
+                _set_grads(self.policy.critic.parameters(), grads)
                 self.critic_optimizer.step()
                 loss_sum = loss_sum + loss
         steps = max(cfg.critic_iterations * cfg.critic_minibatches, 1)
@@ -279,17 +295,19 @@ class Updater:
         targets = td_lambda_targets(rewards, continues, values, cfg.gamma, cfg.gae_lambda)
         return latents[:-1].reshape(-1, latents.shape[-1]), targets.reshape(-1), values.mean()
 
-    def _critic_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _critic_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Grads]:
         """Loss, gradients and clipping of one critic minibatch (``inputs [N, L]``,
-        ``targets [N]``): one critic step but its optimiser step."""
+        ``targets [N]``): one critic step but its optimiser step. Returns the loss, the
+        gradient norm and the gradients."""
         critic = self.policy.critic
         with self._autocast():
             pred = critic(inputs).float()  # [K, N]
         loss = ((pred - targets) ** 2).mean()
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = clip_grad_norm_(critic.parameters(), self.config.critic_max_grad_norm, foreach=True)
-        return loss.detach(), grad_norm
+        params = list(critic.parameters())
+        grad_norm = clip_grad_norm_(params, self.config.critic_max_grad_norm, foreach=True)
+        return loss.detach(), grad_norm, [p.grad for p in params]
 
     def pop_metrics(self) -> dict[str, float]:
         """Means of the metrics since the last call (reads them back to the host)."""

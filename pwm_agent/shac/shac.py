@@ -333,11 +333,18 @@ def _device_for(env: Any, device: torch.device | str) -> torch.device | str:
     if device == "auto":
         return env_device
     wanted = get_device(device)
-    if (wanted.type, wanted.index or 0) != (env_device.type, env_device.index or 0):
+    if _indexed(wanted) != _indexed(env_device):
         raise ValueError(
             f"SHAC on device {wanted} cannot backpropagate through an env on {env_device}: "
             f"create the env with device='{wanted}', or pass device='auto' (uses the env's device)."
         )
+    return device
+
+
+def _indexed(device: torch.device) -> torch.device:
+    """``cuda`` as ``cuda:<current device>`` (the GPU it means now), other devices as they are."""
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
     return device
 
 
