@@ -86,6 +86,8 @@ class Updater:
         """The step graphs, recorded anew when the parameters moved to new memory
         (``policy.to(...)``: a graph replays against the memory it was recorded with)
         or a setting read while recording changed (config, loss weights, bound task)."""
+        if self.graphs and not (self.config.cuda_graphs and self.policy.device.type == "cuda"):
+            return self.graphs  # they run eagerly: nothing recorded can go stale
         anchor = hash((self._memory(), self.config, self.loss_weights, self.policy.world_model.bound_task))
         if anchor != self._graph_anchor:
             enabled = self.config.cuda_graphs
@@ -255,15 +257,14 @@ class Updater:
             loss = loss + cfg.bc_coef * bc_loss
             metrics["bc_loss"] = bc_loss.detach()
         params = list(policy.actor.parameters())
-        grads = torch.autograd.grad(loss, params)
-        for param, grad in zip(params, grads):
-            param.grad = grad
+        grads = list(torch.autograd.grad(loss, params))
+        _set_grads(params, grads)
         grad_norm = clip_grad_norm_(params, cfg.actor_max_grad_norm, foreach=True)
         if cfg.normalize_returns:
             policy.return_rms.update(returns.detach())
         detached = Imagination(*(t.detach().float() for t in imagination))
         metrics.update(actor_loss=loss.detach(), actor_grad_norm=grad_norm, imagined_return=returns.detach().mean())
-        return detached, metrics, list(grads)
+        return detached, metrics, grads
 
     def train_critic(self, imagination: Imagination) -> dict[str, torch.Tensor]:
         """``critic_iterations x critic_minibatches`` steps on TD(lambda) targets of the
