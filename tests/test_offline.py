@@ -66,6 +66,49 @@ def test_extract_policy_keeps_world_model_frozen(pendulum_data: datasets.Offline
     assert _changed(wm, policy.world_model)
 
 
+class _LaterEpisodesScoreLower(gym.Wrapper):
+    """Pendulum whose every later episode scores 1000 lower, so the first evaluation is the best."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.episodes = 0
+
+    def reset(self, **kwargs: Any) -> Any:
+        self.episodes += 1
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, float(reward) - 1000.0 * self.episodes, terminated, truncated, info
+
+
+def test_extract_policy_keep_best_restores_the_best_evaluated_weights(
+    pendulum_data: datasets.OfflineDataset, tiny: dict
+) -> None:
+    class Snapshots(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.actor: dict[int, list[torch.Tensor]] = {}
+
+        def _on_step(self) -> bool:
+            self.actor[self.n_calls] = _snapshot(self.model.policy.actor)
+            return True
+
+    agent = _agent(pendulum_data, tiny)
+    agent.pretrain_world_model(pendulum_data, 20)
+    wm, snapshots = _snapshot(agent.policy.world_model), Snapshots()
+    eval_env = _LaterEpisodesScoreLower(gym.make("Pendulum-v1", max_episode_steps=20))
+    evaluation = agent.extract_policy(pendulum_data, 25, eval_env=eval_env, eval_freq=10, n_eval_episodes=1,
+                                      keep_best=True, callback=snapshots)
+    assert evaluation is not None and evaluation.steps == [10, 20, 25]  # evaluated again after the last step
+    assert evaluation.best_step == 10 and evaluation.best_mean_reward == max(map(np.mean, evaluation.results))
+    assert not _changed(snapshots.actor[10], agent.policy.actor)
+    assert _changed(snapshots.actor[25], agent.policy.actor)
+    assert not _changed(wm, agent.policy.world_model)
+    with pytest.raises(ValueError, match="pass eval_env"):
+        agent.extract_policy(pendulum_data, 1, keep_best=True)
+
+
 def test_callback_stops_and_checkpoints_resume(pendulum_data: datasets.OfflineDataset, tiny: dict, tmp_path: Path) -> None:
     class StopAt(BaseCallback):
         def _on_step(self) -> bool:

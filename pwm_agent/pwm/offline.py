@@ -112,23 +112,41 @@ class OfflineEvaluation(BaseCallback):
 
     Unlike SB3's ``EvalCallback`` it needs no training env (offline training has none).
     Results: ``steps`` (gradient steps), ``results`` (``[n_evals, n_episodes]`` returns),
-    ``last_mean_reward`` and ``best_mean_reward``; logged as ``eval/mean_reward``.
+    ``last_mean_reward``, ``best_mean_reward`` and ``best_step``; logged as ``eval/mean_reward``.
+
+    With ``keep_best`` it holds a copy of the weights that evaluated best (the actor,
+    critics and return statistics, plus the world model when ``world_model_trains``),
+    evaluates once more at the end of training unless the last step was just evaluated,
+    and puts the best weights back into the policy (as SB3's ``best_model_save_path``,
+    without a file). The optimiser states are left as they are.
     """
 
-    def __init__(self, eval_env: GymEnv, eval_freq: int, n_eval_episodes: int) -> None:
+    def __init__(self, eval_env: GymEnv, eval_freq: int, n_eval_episodes: int, keep_best: bool = False,
+                 world_model_trains: bool = False) -> None:
         super().__init__()
         if isinstance(eval_env, str):
             eval_env = gym.make(eval_env)
         self.eval_env = Monitor(eval_env) if isinstance(eval_env, gym.Env) else eval_env
         self.eval_freq, self.n_eval_episodes = eval_freq, n_eval_episodes
+        self.keep_best, self.world_model_trains = keep_best, world_model_trains
         self.steps: list[int] = []
         self.results: list[list[float]] = []
         self.last_mean_reward = self.best_mean_reward = -float("inf")
+        self.best_step: int | None = None
+        self._best_state: dict[str, torch.Tensor] | None = None
 
     def _on_step(self) -> bool:
         if self.eval_freq > 0 and self.n_calls % self.eval_freq == 0:
             self.evaluate()
         return True
+
+    def _on_training_end(self) -> None:
+        if not self.keep_best:
+            return
+        if not self.steps or self.steps[-1] != self.n_calls:
+            self.evaluate()
+        if self._best_state is not None:
+            self.model.policy.load_state_dict(self._best_state, strict=False)
 
     def evaluate(self) -> float:
         """Run the evaluation now; returns the mean return."""
@@ -138,10 +156,19 @@ class OfflineEvaluation(BaseCallback):
         self.steps.append(self.n_calls)
         self.results.append([float(r) for r in returns])
         self.last_mean_reward = float(np.mean(returns))
-        self.best_mean_reward = max(self.best_mean_reward, self.last_mean_reward)
+        if self.last_mean_reward > self.best_mean_reward:
+            self.best_mean_reward, self.best_step = self.last_mean_reward, self.n_calls
+            if self.keep_best:
+                self._best_state = self._trained_state()
         self.logger.record("eval/mean_reward", self.last_mean_reward)
         self.logger.record("eval/std_reward", float(np.std(returns)))
         return self.last_mean_reward
+
+    def _trained_state(self) -> dict[str, torch.Tensor]:
+        """A copy of the parameters and statistics that policy extraction changes."""
+        state = self.model.policy.state_dict()
+        keep = ("actor.", "critic.", "return_rms.", "reward_rms.", *(("world_model.",) if self.world_model_trains else ()))
+        return {k: v.detach().clone() for k, v in state.items() if k.startswith(keep)}
 
 
 def _validation_batch(model: PWM, data: OfflineDataset, held_out: np.ndarray) -> WindowBatch | None:
@@ -255,19 +282,22 @@ def extract_policy(
     callback: MaybeCallback = None,
     progress_bar: bool = False,
     tb_log_name: str = "PWM_extract",
+    keep_best: bool = False,
 ) -> OfflineEvaluation | None:
     """See :meth:`pwm_agent.PWM.extract_policy`. Returns the evaluation callback (or ``None``)."""
     _prepare(model, data, tb_log_name)
     _require_one_task(model)
+    if keep_best and eval_env is None:
+        raise ValueError("keep_best=True selects weights by evaluation: pass eval_env (an env or env id) too.")
     sample = _sampler(model, data, batch_size)
-    evaluator = None
-    if eval_env is not None:
-        evaluator = OfflineEvaluation(eval_env, eval_freq, n_eval_episodes)
     model.policy.set_training_mode(True)
     updater = model.updater
     optimizers = [updater.actor_optimizer, updater.critic_optimizer]
     # Fine-tuning trains the world model even when the agent's own setting freezes it.
     model_steps = max(updater.config.model_iterations, 1) if fine_tune_world_model else 0
+    evaluator = None
+    if eval_env is not None:
+        evaluator = OfflineEvaluation(eval_env, eval_freq, n_eval_episodes, keep_best, world_model_trains=model_steps > 0)
 
     done = [0]
 

@@ -478,6 +478,7 @@ class PWM(OffPolicyAlgorithm):
         callback: MaybeCallback = None,
         progress_bar: bool = False,
         tb_log_name: str = "PWM_extract",
+        keep_best: bool = False,
     ) -> offline.OfflineEvaluation | None:
         """Train the actor and critics through imagination from dataset start states (no env).
 
@@ -492,12 +493,17 @@ class PWM(OffPolicyAlgorithm):
         :param callback: SB3 callback(s), called after every gradient step. Offline
             training has no training env: use callbacks that do not need one
             (``CheckpointCallback`` works; for evaluation use ``eval_env``).
+        :param keep_best: with ``eval_env``, end with the weights that evaluated best
+            (evaluated once more after the last step) instead of the last ones: extraction
+            from a frozen model can peak and then drift as the actor exploits model errors.
+            The choice uses ``eval_env``'s episodes, so report the result on other episodes.
         :return: the :class:`~pwm_agent.pwm.offline.OfflineEvaluation` (``steps``,
-            ``results``, ``last_mean_reward``), or ``None`` without ``eval_env``.
+            ``results``, ``last_mean_reward``, ``best_mean_reward``, ``best_step``), or
+            ``None`` without ``eval_env``.
         """
         return offline.extract_policy(
             self, data, gradient_steps, batch_size, fine_tune_world_model, eval_env, eval_freq,
-            n_eval_episodes, callback, progress_bar, tb_log_name,
+            n_eval_episodes, callback, progress_bar, tb_log_name, keep_best,
         )
 
     # ----------------------------------------------------------- persistence
