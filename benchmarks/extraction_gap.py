@@ -16,6 +16,10 @@ actions, fixed starts; score = return / 1000)::
     python benchmarks/extraction_gap.py pretrained --data outputs/mt4r --task cup-catch --fine-tune 3000
     python benchmarks/extraction_gap.py diagnose --data outputs/mt4r --task cartpole-swingup \\
         --checkpoint pwm_agent/pretrained/mt4-1M.pt --extract 2000
+    python benchmarks/extraction_gap.py pretrained --data outputs/mt4r --task cup-catch --select-every 250
+
+``--select-every N`` evaluates every ``N`` updates on episodes of its own seeded env, ends with
+the best weights (``extract_policy(keep_best=True)``) and scores them on the fixed starts.
 """
 
 from __future__ import annotations
@@ -54,6 +58,21 @@ def rollout(agent: PWM, env_id: str, seed: int) -> dict[str, np.ndarray]:
 
 def score(agent: PWM, env_id: str, episodes: int) -> float:
     return float(np.mean([rollout(agent, env_id, 10_000 + i)["rew"].sum() for i in range(episodes)])) / 1000
+
+
+def extract_best(agent: PWM, data: datasets.OfflineDataset, args: argparse.Namespace) -> dict[str, Any]:
+    """Extraction with ``keep_best``: evaluations on episodes of one seeded env choose the
+    weights; the chosen policy is then scored on the fixed starts of :func:`score` (other episodes)."""
+    env = gym.make(f"pwm_agent/{args.task}")
+    env.reset(seed=20_000)
+    evaluation = agent.extract_policy(data, args.extract, eval_env=env, eval_freq=args.select_every,
+                                      n_eval_episodes=args.episodes, keep_best=True)
+    assert evaluation is not None
+    held_out = score(agent, f"pwm_agent/{args.task}", 10)
+    logger.info("%s: best of %d evaluations at update %s, held-out score %.3f", args.task,
+                len(evaluation.steps), evaluation.best_step, held_out)
+    return {"selection": [[s, float(np.mean(r)) / 1000] for s, r in zip(evaluation.steps, evaluation.results)],
+            "best_step": evaluation.best_step, "held_out_score": held_out}
 
 
 def extract_curve(agent: PWM, data: datasets.OfflineDataset, args: argparse.Namespace) -> list[list[float]]:
@@ -122,7 +141,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                     freeze_world_model=args.fine_tune == 0)
         if args.fine_tune:
             agent.pretrain_world_model(data, args.fine_tune)
-    result["curve"] = extract_curve(agent, data, args)
+    if args.select_every:
+        result["keep_best"] = extract_best(agent, data, args)
+    else:
+        result["curve"] = extract_curve(agent, data, args)
     if args.mode == "diagnose":
         result["diagnosis"] = diagnose(agent, data, args)
     return result
@@ -141,6 +163,8 @@ def main() -> None:
     parser.add_argument("--fine-tune", type=int, default=0, help="pretrained mode: world-model steps on the task")
     parser.add_argument("--extract", type=int, default=3_000, help="extraction updates (rounds of 1,000)")
     parser.add_argument("--episodes", type=int, default=5)
+    parser.add_argument("--select-every", type=int, default=0,
+                        help="evaluate every N updates, keep the best weights (keep_best), score them on other episodes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
