@@ -8,7 +8,8 @@ Stages (each skipped when its output exists, so the script resumes):
    ``--keep-history`` the online agent's replay buffer (its learning history, from
    random to trained, as in TD-MPC2's and PWM's multi-task data) comes first.
 2. ``pretrain``: label each task's data with its id, zero-pad to the largest dims and
-   pre-train one multi-task world model (TD-MPC2's 1M shape, task_dim 96) on all of it;
+   pre-train one multi-task world model (``--preset``, default TD-MPC2's 1M shape; task_dim 96) on all
+   of it;
    save it in TD-MPC2's layout with the task table (``save_world_model``).
 3. ``extract``: for each task, build ``PWM.from_pretrained(checkpoint, task)``, extract a
    policy from the frozen model with that task's data (TD(lambda) critic targets, and
@@ -77,13 +78,18 @@ def collect_task(args: tuple[str, Path, int, int, int, bool]) -> dict[str, Any]:
     }
 
 
-def specs() -> list[TaskSpec]:
-    return [MT30[task_id(name, MT30)] for name in TASKS]
+def specs(names: list[str]) -> list[TaskSpec]:
+    return [MT30[task_id(name, MT30)] for name in names]
 
 
-def pretrain(out: Path, steps: int, batch_size: int) -> dict[str, Any]:
+def checkpoint_name(n_tasks: int, preset: str) -> str:
+    """``mt<n>-<size>.pt`` for a ``tdmpc2-<size>`` preset."""
+    return f"mt{n_tasks}-{preset.rsplit('-', 1)[-1]}.pt"
+
+
+def pretrain(out: Path, steps: int, batch_size: int, names: list[str], preset: str) -> dict[str, Any]:
     """Stage 2: one multi-task world model on all tasks' data."""
-    tasks = specs()
+    tasks = specs(names)
     data = datasets.concatenate([datasets.load(out / f"{t.name}-v0").with_task(i) for i, t in enumerate(tasks)],
                                 pad=True)
     obs_dim, act_dim = max(t.obs_dim for t in tasks), max(t.action_dim for t in tasks)
@@ -91,23 +97,23 @@ def pretrain(out: Path, steps: int, batch_size: int) -> dict[str, Any]:
         "MlpPolicy", None, seed=0, batch_size=batch_size, horizon=5,
         observation_space=spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
         action_space=spaces.Box(-1.0, 1.0, (act_dim,), np.float32),
-        policy_kwargs=dict(world_model="tdmpc2-1M",
+        policy_kwargs=dict(world_model=preset,
                            world_model_kwargs=dict(num_tasks=len(tasks), task_dim=96, termination_head=False),
                            action_dims=[t.action_dim for t in tasks]),
     )
     t0 = time.perf_counter()
     val = agent.pretrain_world_model(data, steps, eval_freq=max(steps // 10, 1), progress_bar=True)
-    path = save_world_model(agent.policy.world_model, out / f"mt{len(tasks)}-1M.pt", tasks)
+    path = save_world_model(agent.policy.world_model, out / checkpoint_name(len(tasks), preset), tasks)
     params = sum(p.numel() for p in agent.policy.world_model.parameters())
     return {"checkpoint": str(path), "parameters": params, "pretrain_steps": steps,
             "seconds": time.perf_counter() - t0, "validation": val}
 
 
-def extract(args: tuple[str, Path, int, float]) -> dict[str, Any]:
+def extract(args: tuple[str, Path, int, float, str]) -> dict[str, Any]:
     """Stage 3 for one task and one critic-target setting."""
-    name, out, steps, gae_lambda = args
+    name, out, steps, gae_lambda, checkpoint_file = args
     torch.set_num_threads(1)
-    checkpoint = next(out.glob("mt*-1M.pt"))
+    checkpoint = out / checkpoint_file
     agent = PWM.from_pretrained(checkpoint, task=name, seed=0, gae_lambda=gae_lambda, horizon=5)
     data = datasets.load(out / f"{name}-v0")
     t0 = time.perf_counter()
@@ -126,6 +132,8 @@ def main() -> None:
     parser.add_argument("--pretrain-batch", type=int, default=128)
     parser.add_argument("--extract-steps", type=int, default=5_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--tasks", nargs="+", default=TASKS, help="MT30 task names (default: the shipped four)")
+    parser.add_argument("--preset", default="tdmpc2-1M", help="world-model preset (tdmpc2-1M, tdmpc2-5M, ...)")
     parser.add_argument("--keep-history", action="store_true",
                         help="put each online agent's replay buffer (its learning history) in the data too")
     parser.add_argument("--ship", default=None, help="copy the result into this folder (pwm_agent/pretrained)")
@@ -139,7 +147,7 @@ def main() -> None:
     report_path = args.out / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     ctx = mp.get_context("spawn")
-    todo = [t for t in TASKS if not (args.out / f"{t}-v0").exists()]
+    todo = [t for t in args.tasks if not (args.out / f"{t}-v0").exists()]
     if todo:
         with ctx.Pool(args.workers) as pool:
             for row in pool.imap_unordered(collect_task, [(t, args.out, args.online_steps, args.policy_steps,
@@ -147,30 +155,31 @@ def main() -> None:
                 report.setdefault("data", {})[row["task"]] = row
                 logger.info("data %s", row)
                 report_path.write_text(json.dumps(report, indent=1))
-    if not list(args.out.glob("mt*-1M.pt")):
-        report["pretrain"] = pretrain(args.out, args.pretrain_steps, args.pretrain_batch)
+    checkpoint = checkpoint_name(len(args.tasks), args.preset)
+    if not (args.out / checkpoint).exists():
+        report["pretrain"] = pretrain(args.out, args.pretrain_steps, args.pretrain_batch, args.tasks, args.preset)
         logger.info("pretrain %s", report["pretrain"])
         report_path.write_text(json.dumps(report, indent=1))
     if "extract" not in report:
-        jobs = [(t, args.out, args.extract_steps, lam) for t in TASKS for lam in (0.95, 0.0)]
+        jobs = [(t, args.out, args.extract_steps, lam, checkpoint) for t in args.tasks for lam in (0.95, 0.0)]
         with ctx.Pool(args.workers) as pool:
             report["extract"] = list(pool.imap(extract, jobs))
         report_path.write_text(json.dumps(report, indent=1))
     for row in report["extract"]:
         logger.info("extract %s", row)
     if args.ship:
-        ship(args.out, Path(args.ship))
+        ship(args.out, Path(args.ship), checkpoint, args.tasks)
 
 
-def ship(out: Path, target: Path) -> None:
+def ship(out: Path, target: Path, checkpoint_file: str, names: list[str]) -> None:
     """Stage 4: copy the checkpoint and, per task, 2 policy + 2 random episodes (array
     folders, for the demo's policy extraction) into ``target`` (the package's data)."""
     import shutil
 
     target.mkdir(parents=True, exist_ok=True)
-    checkpoint = next(out.glob("mt*-1M.pt"))
+    checkpoint = out / checkpoint_file
     shutil.copy(checkpoint, target / checkpoint.name)
-    for name in TASKS:
+    for name in names:
         data = datasets.load(out / f"{name}-v0")
         n = data.num_episodes
         # the data holds the learning history (with --keep-history), the trained policy's episodes,
