@@ -137,8 +137,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         agent.pretrain_world_model(data, args.pretrain)
     else:
         checkpoint = args.checkpoint or next(args.data.glob("mt*-1M.pt"))
-        agent = PWM.from_pretrained(checkpoint, task=args.task, seed=args.seed, horizon=5,
-                                    freeze_world_model=args.fine_tune == 0)
+        agent = PWM.from_pretrained(checkpoint, task=args.task, seed=args.seed,
+                                    freeze_world_model=args.fine_tune == 0,
+                                    **{"horizon": 5, **json.loads(args.agent_kwargs)})
         if args.fine_tune:
             agent.pretrain_world_model(data, args.fine_tune)
     if args.select_every:
@@ -166,6 +167,8 @@ def main() -> None:
     parser.add_argument("--select-every", type=int, default=0,
                         help="evaluate every N updates, keep the best weights (keep_best), score them on other episodes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--agent-kwargs", default="{}", help="pretrained modes: PWM arguments as JSON, e.g. "
+                        '\'{"batch_size": 256, "learning_rate": 1e-4}\'')
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
