@@ -132,8 +132,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.mode == "single":
         obs_space, act_space = data.spaces()
         head = {"reward_head": args.reward_head} if args.reward_head else {}
-        agent = PWM("MlpPolicy", None, seed=args.seed, horizon=5, observation_space=obs_space, action_space=act_space,
-                    policy_kwargs={"world_model": args.preset, "world_model_kwargs": head})
+        agent = PWM("MlpPolicy", None, seed=args.seed, observation_space=obs_space, action_space=act_space,
+                    policy_kwargs={"world_model": args.preset, "world_model_kwargs": head},
+                    **{"horizon": 5, **json.loads(args.agent_kwargs)})
         agent.pretrain_world_model(data, args.pretrain)
     else:
         checkpoint = args.checkpoint or next(args.data.glob("mt*-1M.pt"))
@@ -167,7 +168,7 @@ def main() -> None:
     parser.add_argument("--select-every", type=int, default=0,
                         help="evaluate every N updates, keep the best weights (keep_best), score them on other episodes")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--agent-kwargs", default="{}", help="pretrained modes: PWM arguments as JSON, e.g. "
+    parser.add_argument("--agent-kwargs", default="{}", help="PWM arguments as JSON, e.g. "
                         '\'{"batch_size": 256, "learning_rate": 1e-4}\'')
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()

@@ -156,16 +156,18 @@ def main() -> None:
                 logger.info("data %s", row)
                 report_path.write_text(json.dumps(report, indent=1))
     checkpoint = checkpoint_name(len(args.tasks), args.preset)
+    # one entry per checkpoint, so other presets or task sets can share the data folder
+    run = report.setdefault("models", {}).setdefault(checkpoint, {})
     if not (args.out / checkpoint).exists():
-        report["pretrain"] = pretrain(args.out, args.pretrain_steps, args.pretrain_batch, args.tasks, args.preset)
-        logger.info("pretrain %s", report["pretrain"])
+        run["pretrain"] = pretrain(args.out, args.pretrain_steps, args.pretrain_batch, args.tasks, args.preset)
+        logger.info("pretrain %s", run["pretrain"])
         report_path.write_text(json.dumps(report, indent=1))
-    if "extract" not in report:
+    if "extract" not in run:
         jobs = [(t, args.out, args.extract_steps, lam, checkpoint) for t in args.tasks for lam in (0.95, 0.0)]
         with ctx.Pool(args.workers) as pool:
-            report["extract"] = list(pool.imap(extract, jobs))
+            run["extract"] = list(pool.imap(extract, jobs))
         report_path.write_text(json.dumps(report, indent=1))
-    for row in report["extract"]:
+    for row in run["extract"]:
         logger.info("extract %s", row)
     if args.ship:
         ship(args.out, Path(args.ship), checkpoint, args.tasks)
