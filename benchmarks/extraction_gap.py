@@ -20,6 +20,8 @@ actions, fixed starts; score = return / 1000)::
 
 ``--select-every N`` evaluates every ``N`` updates on episodes of its own seeded env, ends with
 the best weights (``extract_policy(keep_best=True)``) and scores them on the fixed starts.
+``--actor-ema-decay D`` evaluates and keeps a moving average of the actor's weights instead
+of its last ones (``extract_policy(actor_ema_decay=D)``).
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ def extract_best(agent: PWM, data: datasets.OfflineDataset, args: argparse.Names
     env = gym.make(f"pwm_agent/{args.task}")
     env.reset(seed=20_000)
     evaluation = agent.extract_policy(data, args.extract, eval_env=env, eval_freq=args.select_every,
-                                      n_eval_episodes=args.episodes, keep_best=True)
+                                      n_eval_episodes=args.episodes, keep_best=True,
+                                      actor_ema_decay=args.actor_ema_decay)
     assert evaluation is not None
     held_out = score(agent, f"pwm_agent/{args.task}", 10)
     logger.info("%s: best of %d evaluations at update %s, held-out score %.3f", args.task,
@@ -78,7 +81,7 @@ def extract_best(agent: PWM, data: datasets.OfflineDataset, args: argparse.Names
 def extract_curve(agent: PWM, data: datasets.OfflineDataset, args: argparse.Namespace) -> list[list[float]]:
     curve = []
     for done in range(1000, args.extract + 1, 1000):
-        agent.extract_policy(data, 1000)
+        agent.extract_policy(data, 1000, actor_ema_decay=args.actor_ema_decay)
         curve.append([done, score(agent, f"pwm_agent/{args.task}", args.episodes)])
         logger.info("%s: %d extraction updates -> %.3f", args.task, done, curve[-1][1])
     return curve
@@ -167,6 +170,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--select-every", type=int, default=0,
                         help="evaluate every N updates, keep the best weights (keep_best), score them on other episodes")
+    parser.add_argument("--actor-ema-decay", type=float, default=0.0,
+                        help="extract_policy(actor_ema_decay=...): evaluate and keep an average of the actor's weights")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--agent-kwargs", default="{}", help="PWM arguments as JSON, e.g. "
                         '\'{"batch_size": 256, "learning_rate": 1e-4}\'')

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-env", default=None, help="env id to evaluate on every --eval-freq updates")
     p.add_argument("--eval-freq", type=int, default=1000, help="updates between evaluations")
     p.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
+    p.add_argument("--keep-best", action="store_true", help="end with the weights that evaluated best (needs --eval-env)")
+    p.add_argument("--actor-ema-decay", type=float, default=0.0,
+                   help="evaluate and keep a moving average of the actor's weights (e.g. 0.99; 0: off)")
     _agent_options(p)
     _common(p)
 
@@ -210,9 +213,12 @@ def _extract(args: argparse.Namespace) -> None:
     agent = _agent(args, data=data)
     evaluation = agent.extract_policy(data, args.gradient_steps, args.batch_size, args.fine_tune_world_model,
                                       args.eval_env, args.eval_freq, args.eval_episodes,
-                                      progress_bar=not args.no_progress)
+                                      progress_bar=not args.no_progress, keep_best=args.keep_best,
+                                      actor_ema_decay=args.actor_ema_decay)
     agent.save(args.out)
     score = f"; last evaluation {evaluation.last_mean_reward:.1f}" if evaluation and evaluation.steps else ""
+    if args.keep_best and evaluation is not None:
+        score += f"; kept the best, {evaluation.best_mean_reward:.1f} at update {evaluation.best_step}"
     print(f"saved {args.out}{score}")
 
 

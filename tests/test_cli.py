@@ -37,9 +37,10 @@ def test_collect_pretrain_extract_train_evaluate(tmp_path: Path, capsys: pytest.
     assert PWM.load(model)._n_offline_updates == 30
     policy = tmp_path / "policy.zip"
     assert main(["extract", "--model", str(model), "--data", str(data), "--gradient-steps", "10", "--eval-env",
-                 "Pendulum-v1", "--eval-freq", "10", "--eval-episodes", "1", "--out", str(policy),
-                 "--verbose", "0", "--no-progress"]) == 0
-    assert "last evaluation" in capsys.readouterr().out
+                 "Pendulum-v1", "--eval-freq", "5", "--eval-episodes", "1", "--out", str(policy),
+                 "--keep-best", "--actor-ema-decay", "0.9", "--verbose", "0", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "last evaluation" in printed and "kept the best" in printed
     online = tmp_path / "online.zip"
     assert main(["train", "--model", str(policy), "--env", "Pendulum-v1", "--timesteps", "60", "--out",
                  str(online), "--verbose", "0", "--no-progress"]) == 0

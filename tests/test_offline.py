@@ -109,6 +109,55 @@ def test_extract_policy_keep_best_restores_the_best_evaluated_weights(
         agent.extract_policy(pendulum_data, 1, keep_best=True)
 
 
+class _Snapshots(BaseCallback):
+    """The actor's weights after each gradient step (a user callback runs before averaging)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.actor: dict[int, list[torch.Tensor]] = {}
+
+    def _on_training_start(self) -> None:
+        self.actor[0] = _snapshot(self.model.policy.actor)
+
+    def _on_step(self) -> bool:
+        self.actor[self.n_calls] = _snapshot(self.model.policy.actor)
+        return True
+
+
+def test_extract_policy_actor_ema_evaluates_and_keeps_the_average(
+    pendulum_data: datasets.OfflineDataset, tiny: dict
+) -> None:
+    def run(eval_env: gym.Env | None, keep_best: bool = False) -> tuple[PWM, _Snapshots]:
+        agent = _agent(pendulum_data, tiny)
+        agent.pretrain_world_model(pendulum_data, 20)
+        snapshots = _Snapshots()
+        agent.extract_policy(pendulum_data, 20, eval_env=eval_env, eval_freq=10, n_eval_episodes=1,
+                             actor_ema_decay=0.8, callback=snapshots, keep_best=keep_best)
+        return agent, snapshots
+
+    def averages(snapshots: _Snapshots) -> dict[int, list[torch.Tensor]]:
+        out = {0: snapshots.actor[0]}
+        for step in range(1, 21):
+            out[step] = [0.8 * a + 0.2 * w for a, w in zip(out[step - 1], snapshots.actor[step])]
+        return out
+
+    def holds(agent: PWM, expected: list[torch.Tensor]) -> None:
+        for want, param in zip(expected, agent.policy.actor.parameters()):
+            torch.testing.assert_close(param.detach(), want)
+
+    agent, snapshots = run(gym.make("Pendulum-v1", max_episode_steps=20))
+    holds(agent, averages(snapshots)[20])
+    assert _changed(snapshots.actor[20], agent.policy.actor)  # the average, not the last weights
+    # Evaluating on the average put the trained weights back: training went on as without evaluations.
+    _, unevaluated = run(None)
+    assert all(torch.equal(a, b) for a, b in zip(snapshots.actor[20], unevaluated.actor[20]))
+    # keep_best evaluates and keeps the average: step 10's here (later episodes score lower).
+    best, snapshots = run(_LaterEpisodesScoreLower(gym.make("Pendulum-v1", max_episode_steps=20)), keep_best=True)
+    holds(best, averages(snapshots)[10])
+    with pytest.raises(ValueError, match="actor_ema_decay must be in"):
+        agent.extract_policy(pendulum_data, 1, actor_ema_decay=1.0)
+
+
 def test_callback_stops_and_checkpoints_resume(pendulum_data: datasets.OfflineDataset, tiny: dict, tmp_path: Path) -> None:
     class StopAt(BaseCallback):
         def _on_step(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from pwm_agent.buffers import WindowBatch
 from pwm_agent.datasets.dataset import OfflineDataset
+from pwm_agent.pwm.averaging import ActorAveraging
 from pwm_agent.pwm.distributed import GradientSync
 
 if TYPE_CHECKING:
@@ -118,17 +120,19 @@ class OfflineEvaluation(BaseCallback):
     critics and return statistics, plus the world model when ``world_model_trains``),
     evaluates once more at the end of training unless the last step was just evaluated,
     and puts the best weights back into the policy (as SB3's ``best_model_save_path``,
-    without a file). The optimiser states are left as they are.
+    without a file). The optimiser states are left as they are. With ``averaging``
+    (an :class:`~pwm_agent.pwm.averaging.ActorAveraging`) it evaluates, and keeps, the
+    averaged actor.
     """
 
     def __init__(self, eval_env: GymEnv, eval_freq: int, n_eval_episodes: int, keep_best: bool = False,
-                 world_model_trains: bool = False) -> None:
+                 world_model_trains: bool = False, averaging: ActorAveraging | None = None) -> None:
         super().__init__()
         if isinstance(eval_env, str):
             eval_env = gym.make(eval_env)
         self.eval_env = Monitor(eval_env) if isinstance(eval_env, gym.Env) else eval_env
         self.eval_freq, self.n_eval_episodes = eval_freq, n_eval_episodes
-        self.keep_best, self.world_model_trains = keep_best, world_model_trains
+        self.keep_best, self.world_model_trains, self.averaging = keep_best, world_model_trains, averaging
         self.steps: list[int] = []
         self.results: list[list[float]] = []
         self.last_mean_reward = self.best_mean_reward = -float("inf")
@@ -150,16 +154,17 @@ class OfflineEvaluation(BaseCallback):
 
     def evaluate(self) -> float:
         """Run the evaluation now; returns the mean return."""
-        returns, _ = evaluate_policy(
-            self.model, self.eval_env, self.n_eval_episodes, deterministic=True, return_episode_rewards=True
-        )
-        self.steps.append(self.n_calls)
-        self.results.append([float(r) for r in returns])
-        self.last_mean_reward = float(np.mean(returns))
-        if self.last_mean_reward > self.best_mean_reward:
-            self.best_mean_reward, self.best_step = self.last_mean_reward, self.n_calls
-            if self.keep_best:
-                self._best_state = self._trained_state()
+        with self.averaging.applied() if self.averaging is not None else nullcontext():
+            returns, _ = evaluate_policy(
+                self.model, self.eval_env, self.n_eval_episodes, deterministic=True, return_episode_rewards=True
+            )
+            self.steps.append(self.n_calls)
+            self.results.append([float(r) for r in returns])
+            self.last_mean_reward = float(np.mean(returns))
+            if self.last_mean_reward > self.best_mean_reward:
+                self.best_mean_reward, self.best_step = self.last_mean_reward, self.n_calls
+                if self.keep_best:
+                    self._best_state = self._trained_state()
         self.logger.record("eval/mean_reward", self.last_mean_reward)
         self.logger.record("eval/std_reward", float(np.std(returns)))
         return self.last_mean_reward
@@ -283,12 +288,14 @@ def extract_policy(
     progress_bar: bool = False,
     tb_log_name: str = "PWM_extract",
     keep_best: bool = False,
+    actor_ema_decay: float = 0.0,
 ) -> OfflineEvaluation | None:
     """See :meth:`pwm_agent.PWM.extract_policy`. Returns the evaluation callback (or ``None``)."""
     _prepare(model, data, tb_log_name)
     _require_one_task(model)
     if keep_best and eval_env is None:
         raise ValueError("keep_best=True selects weights by evaluation: pass eval_env (an env or env id) too.")
+    averaging = ActorAveraging(actor_ema_decay) if actor_ema_decay != 0.0 else None
     sample = _sampler(model, data, batch_size)
     model.policy.set_training_mode(True)
     updater = model.updater
@@ -297,7 +304,8 @@ def extract_policy(
     model_steps = max(updater.config.model_iterations, 1) if fine_tune_world_model else 0
     evaluator = None
     if eval_env is not None:
-        evaluator = OfflineEvaluation(eval_env, eval_freq, n_eval_episodes, keep_best, world_model_trains=model_steps > 0)
+        evaluator = OfflineEvaluation(eval_env, eval_freq, n_eval_episodes, keep_best,
+                                      world_model_trains=model_steps > 0, averaging=averaging)
 
     done = [0]
 
@@ -312,7 +320,9 @@ def extract_policy(
         if i % model.log_every == 0 or i == gradient_steps:
             _dump(model, "extract", model._n_offline_updates)
 
-    extra = [evaluator] if evaluator is not None else []
+    # Averaging first: each step's average is updated before an evaluation reads it,
+    # and at the end it is in the actor before the last evaluation and best-weights choice.
+    extra = [c for c in (averaging, evaluator) if c is not None]
     _run(model, gradient_steps, step, _make_callback(model, callback, extra), progress_bar, "extract", every)
     return evaluator
 

@@ -479,6 +479,7 @@ class PWM(OffPolicyAlgorithm):
         progress_bar: bool = False,
         tb_log_name: str = "PWM_extract",
         keep_best: bool = False,
+        actor_ema_decay: float = 0.0,
     ) -> offline.OfflineEvaluation | None:
         """Train the actor and critics through imagination from dataset start states (no env).
 
@@ -497,13 +498,17 @@ class PWM(OffPolicyAlgorithm):
             (evaluated once more after the last step) instead of the last ones: extraction
             from a frozen model can peak and then drift as the actor exploits model errors.
             The choice uses ``eval_env``'s episodes, so report the result on other episodes.
+        :param actor_ema_decay: with a value in (0, 1) (e.g. ``0.99``), keep an exponential
+            moving average of the actor's weights (Polyak averaging over about
+            ``1 / (1 - decay)`` steps); evaluations use it and the agent ends with it.
+            ``0`` (default) keeps the last weights.
         :return: the :class:`~pwm_agent.pwm.offline.OfflineEvaluation` (``steps``,
             ``results``, ``last_mean_reward``, ``best_mean_reward``, ``best_step``), or
             ``None`` without ``eval_env``.
         """
         return offline.extract_policy(
             self, data, gradient_steps, batch_size, fine_tune_world_model, eval_env, eval_freq,
-            n_eval_episodes, callback, progress_bar, tb_log_name, keep_best,
+            n_eval_episodes, callback, progress_bar, tb_log_name, keep_best, actor_ema_decay,
         )
 
     # ----------------------------------------------------------- persistence
