@@ -33,6 +33,8 @@ def test_known_task_binds_id_and_dims(tmp_path: Path, mt30_checkpoint: Path) -> 
     torch.testing.assert_close(wm.reward(z, action), reference.reward(z, padded, task))
     action_out, _ = agent.predict(np.zeros(3, np.float32), deterministic=True)
     assert action_out.shape == (1,)
+    assert agent.learning_rate == 1e-4  # the extraction default; a caller's value wins
+    assert PWM.from_pretrained(mt30_checkpoint, task=7, learning_rate=3e-4, **SMALL).learning_rate == 3e-4
     agent.save(tmp_path / "agent")
     loaded = PWM.load(tmp_path / "agent")
     assert loaded.policy.world_model.bound_task == 7

@@ -400,7 +400,9 @@ class PWM(OffPolicyAlgorithm):
         :param freeze_world_model: keep the world model fixed in :meth:`learn`
             (``model_iterations=0``); ``False`` fine-tunes it on the agent's data.
         :param kwargs: other :class:`PWM` arguments (``horizon``, ``batch_size``,
-            ``policy_kwargs`` for actor/critic sizes, ...).
+            ``policy_kwargs`` for actor/critic sizes, ...). ``learning_rate`` defaults to
+            ``1e-4`` here (``5e-4`` for a new agent): extraction from a frozen pre-trained
+            model was steadier and scored higher with it (see the multi-task docs).
         """
         return pretrained.from_pretrained(cls, path, task, env, task_init, freeze_world_model, **kwargs)
 
