@@ -13,7 +13,9 @@ Stages (each skipped when its output exists, so the script resumes):
    save it in TD-MPC2's layout with the task table (``save_world_model``).
 3. ``extract``: for each task, build ``PWM.from_pretrained(checkpoint, task)``, extract a
    policy from the frozen model with that task's data (TD(lambda) critic targets, and
-   the authors' one-step targets for comparison), evaluate it on 10 fixed starts.
+   the authors' one-step targets for comparison), evaluate it on 10 fixed starts. With
+   ``--select-every N`` the weights are chosen by an evaluation every N updates on other
+   episodes (``extract_policy(keep_best=True)``) before that final score.
 
     python examples/multitask/train_checkpoint.py --out outputs/mt4 --workers 2
 """
@@ -109,17 +111,28 @@ def pretrain(out: Path, steps: int, batch_size: int, names: list[str], preset: s
             "seconds": time.perf_counter() - t0, "validation": val}
 
 
-def extract(args: tuple[str, Path, int, float, str]) -> dict[str, Any]:
-    """Stage 3 for one task and one critic-target setting."""
-    name, out, steps, gae_lambda, checkpoint_file = args
+def extract(args: tuple[str, Path, int, float, str, int]) -> dict[str, Any]:
+    """Stage 3 for one task and one critic-target setting. With ``select_every`` the
+    weights are chosen by evaluations on an env seeded apart (``keep_best``), then scored
+    on the fixed starts of :func:`evaluate`, which the choice never saw."""
+    name, out, steps, gae_lambda, checkpoint_file, select_every = args
     torch.set_num_threads(1)
     checkpoint = out / checkpoint_file
     agent = PWM.from_pretrained(checkpoint, task=name, seed=0, gae_lambda=gae_lambda, horizon=5)
     data = datasets.load(out / f"{name}-v0")
     t0 = time.perf_counter()
-    agent.extract_policy(data, steps)
-    return {"task": name, "gae_lambda": gae_lambda, "score": evaluate(agent, f"pwm_agent/{name}") / 1000,
-            "seconds": time.perf_counter() - t0}
+    row: dict[str, Any] = {"task": name, "gae_lambda": gae_lambda, "learning_rate": agent.learning_rate}
+    if select_every:
+        env = gym.make(f"pwm_agent/{name}")
+        env.reset(seed=20_000)
+        evaluation = agent.extract_policy(data, steps, eval_env=env, eval_freq=select_every, n_eval_episodes=5,
+                                          keep_best=True)
+        assert evaluation is not None
+        row.update(best_step=evaluation.best_step,
+                   selection=[[s, float(np.mean(r)) / 1000] for s, r in zip(evaluation.steps, evaluation.results)])
+    else:
+        agent.extract_policy(data, steps)
+    return {**row, "score": evaluate(agent, f"pwm_agent/{name}") / 1000, "seconds": time.perf_counter() - t0}
 
 
 def main() -> None:
@@ -131,6 +144,9 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=20_000)
     parser.add_argument("--pretrain-batch", type=int, default=128)
     parser.add_argument("--extract-steps", type=int, default=5_000)
+    parser.add_argument("--select-every", type=int, default=0,
+                        help="evaluate every N extraction updates (5 episodes, an env seeded apart) and keep the "
+                             "best weights; 0: keep the last ones (no env interaction)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--tasks", nargs="+", default=TASKS, help="MT30 task names (default: the shipped four)")
     parser.add_argument("--preset", default="tdmpc2-1M", help="world-model preset (tdmpc2-1M, tdmpc2-5M, ...)")
@@ -162,13 +178,15 @@ def main() -> None:
         run["pretrain"] = pretrain(args.out, args.pretrain_steps, args.pretrain_batch, args.tasks, args.preset)
         logger.info("pretrain %s", run["pretrain"])
         report_path.write_text(json.dumps(report, indent=1))
-    if "extract" not in run:
-        jobs = [(t, args.out, args.extract_steps, lam, checkpoint) for t in args.tasks for lam in (0.95, 0.0)]
+    key = f"extract-select{args.select_every}" if args.select_every else "extract"
+    if key not in run:
+        jobs = [(t, args.out, args.extract_steps, lam, checkpoint, args.select_every)
+                for t in args.tasks for lam in (0.95, 0.0)]
         with ctx.Pool(args.workers) as pool:
-            run["extract"] = list(pool.imap(extract, jobs))
+            run[key] = list(pool.imap(extract, jobs))
         report_path.write_text(json.dumps(report, indent=1))
-    for row in run["extract"]:
-        logger.info("extract %s", row)
+    for row in run[key]:
+        logger.info("%s %s", key, {k: v for k, v in row.items() if k != "selection"})
     if args.ship:
         ship(args.out, Path(args.ship), checkpoint, args.tasks)
 
