@@ -209,6 +209,10 @@ def _is_main_rank() -> bool:
 def _extract(args: argparse.Namespace) -> None:
     from pwm_agent import datasets
 
+    if args.keep_best and not args.eval_env:
+        raise SystemExit("--keep-best chooses weights by evaluation: pass --eval-env too.")
+    if not 0.0 <= args.actor_ema_decay < 1.0:
+        raise SystemExit(f"--actor-ema-decay must be in [0, 1) (e.g. 0.99; 0: off), got {args.actor_ema_decay}.")
     data = datasets.load(args.data, task=_task(args.task))
     agent = _agent(args, data=data)
     evaluation = agent.extract_policy(data, args.gradient_steps, args.batch_size, args.fine_tune_world_model,
@@ -218,7 +222,7 @@ def _extract(args: argparse.Namespace) -> None:
     agent.save(args.out)
     score = f"; last evaluation {evaluation.last_mean_reward:.1f}" if evaluation and evaluation.steps else ""
     if args.keep_best and evaluation is not None:
-        score += f"; kept the best, {evaluation.best_mean_reward:.1f} at update {evaluation.best_step}"
+        score += f"; kept the best, {evaluation.best_mean_reward:.1f} after {evaluation.best_step} of these updates"
     print(f"saved {args.out}{score}")
 
 

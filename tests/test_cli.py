@@ -56,6 +56,11 @@ def test_config_errors(tmp_path: Path) -> None:
         main(["pretrain", "--config", str(config), "--data", "x", "--gradient-steps", "1", "--out", "y"])
     with pytest.raises(SystemExit):
         main(["pretrain", "--data", "x"])  # missing required options: argparse exits
+    extract = ["extract", "--model", "m.zip", "--data", "x", "--gradient-steps", "1", "--out", "y"]
+    with pytest.raises(SystemExit, match="pass --eval-env"):
+        main([*extract, "--keep-best"])
+    with pytest.raises(SystemExit, match="actor-ema-decay must be in"):
+        main([*extract, "--actor-ema-decay", "1.5"])
 
 
 def test_pretrain_on_tdmpc2_chunks_with_task(tmp_path: Path) -> None:

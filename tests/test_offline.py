@@ -82,35 +82,8 @@ class _LaterEpisodesScoreLower(gym.Wrapper):
         return obs, float(reward) - 1000.0 * self.episodes, terminated, truncated, info
 
 
-def test_extract_policy_keep_best_restores_the_best_evaluated_weights(
-    pendulum_data: datasets.OfflineDataset, tiny: dict
-) -> None:
-    class Snapshots(BaseCallback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.actor: dict[int, list[torch.Tensor]] = {}
-
-        def _on_step(self) -> bool:
-            self.actor[self.n_calls] = _snapshot(self.model.policy.actor)
-            return True
-
-    agent = _agent(pendulum_data, tiny)
-    agent.pretrain_world_model(pendulum_data, 20)
-    wm, snapshots = _snapshot(agent.policy.world_model), Snapshots()
-    eval_env = _LaterEpisodesScoreLower(gym.make("Pendulum-v1", max_episode_steps=20))
-    evaluation = agent.extract_policy(pendulum_data, 25, eval_env=eval_env, eval_freq=10, n_eval_episodes=1,
-                                      keep_best=True, callback=snapshots)
-    assert evaluation is not None and evaluation.steps == [10, 20, 25]  # evaluated again after the last step
-    assert evaluation.best_step == 10 and evaluation.best_mean_reward == max(map(np.mean, evaluation.results))
-    assert not _changed(snapshots.actor[10], agent.policy.actor)
-    assert _changed(snapshots.actor[25], agent.policy.actor)
-    assert not _changed(wm, agent.policy.world_model)
-    with pytest.raises(ValueError, match="pass eval_env"):
-        agent.extract_policy(pendulum_data, 1, keep_best=True)
-
-
 class _Snapshots(BaseCallback):
-    """The actor's weights after each gradient step (a user callback runs before averaging)."""
+    """The actor's weights before training and after each gradient step (as trained, never averaged)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -124,36 +97,79 @@ class _Snapshots(BaseCallback):
         return True
 
 
+def test_extract_policy_keep_best_restores_the_best_evaluated_weights(
+    pendulum_data: datasets.OfflineDataset, tiny: dict
+) -> None:
+    agent = _agent(pendulum_data, tiny)
+    agent.pretrain_world_model(pendulum_data, 20)
+    wm, snapshots = _snapshot(agent.policy.world_model), _Snapshots()
+    eval_env = _LaterEpisodesScoreLower(gym.make("Pendulum-v1", max_episode_steps=20))
+    evaluation = agent.extract_policy(pendulum_data, 25, eval_env=eval_env, eval_freq=10, n_eval_episodes=1,
+                                      keep_best=True, callback=snapshots)
+    assert evaluation is not None and evaluation.steps == [10, 20, 25]  # evaluated again after the last step
+    assert evaluation.best_step == 10 and evaluation.best_mean_reward == max(map(np.mean, evaluation.results))
+    assert not _changed(snapshots.actor[10], agent.policy.actor)
+    assert _changed(snapshots.actor[25], agent.policy.actor)
+    assert not _changed(wm, agent.policy.world_model)
+    with pytest.raises(ValueError, match="pass eval_env"):
+        agent.extract_policy(pendulum_data, 1, keep_best=True)
+
+
+class _RecordsActor(gym.Wrapper):
+    """Records the actor's weights each time an evaluation episode starts."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.actor: torch.nn.Module | None = None
+        self.seen: list[list[torch.Tensor]] = []
+
+    def reset(self, **kwargs: Any) -> Any:
+        assert self.actor is not None
+        self.seen.append(_snapshot(self.actor))
+        return self.env.reset(**kwargs)
+
+
 def test_extract_policy_actor_ema_evaluates_and_keeps_the_average(
     pendulum_data: datasets.OfflineDataset, tiny: dict
 ) -> None:
+    decay = 0.8
+
     def run(eval_env: gym.Env | None, keep_best: bool = False) -> tuple[PWM, _Snapshots]:
         agent = _agent(pendulum_data, tiny)
         agent.pretrain_world_model(pendulum_data, 20)
+        for wrapper in (eval_env, getattr(eval_env, "env", None)):
+            if isinstance(wrapper, _RecordsActor):
+                wrapper.actor = agent.policy.actor
         snapshots = _Snapshots()
         agent.extract_policy(pendulum_data, 20, eval_env=eval_env, eval_freq=10, n_eval_episodes=1,
-                             actor_ema_decay=0.8, callback=snapshots, keep_best=keep_best)
+                             actor_ema_decay=decay, callback=snapshots, keep_best=keep_best)
         return agent, snapshots
 
     def averages(snapshots: _Snapshots) -> dict[int, list[torch.Tensor]]:
         out = {0: snapshots.actor[0]}
-        for step in range(1, 21):
-            out[step] = [0.8 * a + 0.2 * w for a, w in zip(out[step - 1], snapshots.actor[step])]
+        for t in range(1, 21):
+            d = min(decay, (1 + t) / (10 + t))
+            out[t] = [d * a + (1 - d) * w for a, w in zip(out[t - 1], snapshots.actor[t])]
         return out
 
-    def holds(agent: PWM, expected: list[torch.Tensor]) -> None:
-        for want, param in zip(expected, agent.policy.actor.parameters()):
-            torch.testing.assert_close(param.detach(), want)
+    def same(got: list[torch.Tensor], want: list[torch.Tensor]) -> None:
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b)
 
-    agent, snapshots = run(gym.make("Pendulum-v1", max_episode_steps=20))
-    holds(agent, averages(snapshots)[20])
-    assert _changed(snapshots.actor[20], agent.policy.actor)  # the average, not the last weights
+    recorder = _RecordsActor(gym.make("Pendulum-v1", max_episode_steps=20))
+    agent, snapshots = run(recorder)
+    expected = averages(snapshots)
+    same(_snapshot(agent.policy.actor), expected[20])  # the agent ends with the average
+    assert _changed(snapshots.actor[20], agent.policy.actor)
+    same(recorder.seen[0], expected[10])  # and evaluations ran on it (first and last reset)
+    same(recorder.seen[-1], expected[20])
     # Evaluating on the average put the trained weights back: training went on as without evaluations.
     _, unevaluated = run(None)
     assert all(torch.equal(a, b) for a, b in zip(snapshots.actor[20], unevaluated.actor[20]))
     # keep_best evaluates and keeps the average: step 10's here (later episodes score lower).
-    best, snapshots = run(_LaterEpisodesScoreLower(gym.make("Pendulum-v1", max_episode_steps=20)), keep_best=True)
-    holds(best, averages(snapshots)[10])
+    best, snapshots = run(_LaterEpisodesScoreLower(_RecordsActor(gym.make("Pendulum-v1", max_episode_steps=20))),
+                          keep_best=True)
+    same(_snapshot(best.policy.actor), averages(snapshots)[10])
     with pytest.raises(ValueError, match="actor_ema_decay must be in"):
         agent.extract_policy(pendulum_data, 1, actor_ema_decay=1.0)
 

@@ -37,7 +37,7 @@ def test_known_task_binds_id_and_dims(tmp_path: Path, mt30_checkpoint: Path) -> 
     assert PWM.from_pretrained(mt30_checkpoint, task=7, learning_rate=3e-4, **SMALL).learning_rate == 3e-4
     agent.save(tmp_path / "agent")
     loaded = PWM.load(tmp_path / "agent")
-    assert loaded.policy.world_model.bound_task == 7
+    assert loaded.policy.world_model.bound_task == 7 and loaded.learning_rate == 1e-4
     batch = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
     np.testing.assert_allclose(loaded.predict(batch, deterministic=True)[0], agent.predict(batch, deterministic=True)[0])
 

@@ -77,9 +77,12 @@ def _sampler(
     return lambda: data.sample_windows(size, model.horizon, rng, model.device, model.action_space, episodes)
 
 
-def _make_callback(model: PWM, callback: MaybeCallback, extra: list[BaseCallback]) -> BaseCallback:
+def _make_callback(
+    model: PWM, callback: MaybeCallback, extra: list[BaseCallback], before: list[BaseCallback] | None = None
+) -> BaseCallback:
+    """The user's ``callback`` (one, a list or ``None``) between ``before`` and ``extra``, initialised."""
     callbacks = list(callback) if isinstance(callback, list) else ([callback] if callback is not None else [])
-    merged = CallbackList([*callbacks, *extra])
+    merged = CallbackList([*(before or []), *callbacks, *extra])
     merged.init_callback(model)
     return merged
 
@@ -295,7 +298,7 @@ def extract_policy(
     _require_one_task(model)
     if keep_best and eval_env is None:
         raise ValueError("keep_best=True selects weights by evaluation: pass eval_env (an env or env id) too.")
-    averaging = ActorAveraging(actor_ema_decay) if actor_ema_decay != 0.0 else None
+    averaging = ActorAveraging(model.policy.actor, actor_ema_decay) if actor_ema_decay != 0.0 else None
     sample = _sampler(model, data, batch_size)
     model.policy.set_training_mode(True)
     updater = model.updater
@@ -320,10 +323,12 @@ def extract_policy(
         if i % model.log_every == 0 or i == gradient_steps:
             _dump(model, "extract", model._n_offline_updates)
 
-    # Averaging first: each step's average is updated before an evaluation reads it,
-    # and at the end it is in the actor before the last evaluation and best-weights choice.
-    extra = [c for c in (averaging, evaluator) if c is not None]
-    _run(model, gradient_steps, step, _make_callback(model, callback, extra), progress_bar, "extract", every)
+    # Averaging before the user's callbacks (its steps leave the actor as trained, and at
+    # the end they see the average the agent keeps) and before the evaluator (which
+    # evaluates, and with keep_best keeps, the average).
+    before = [averaging] if averaging is not None else []
+    extra = [evaluator] if evaluator is not None else []
+    _run(model, gradient_steps, step, _make_callback(model, callback, extra, before), progress_bar, "extract", every)
     return evaluator
 
 

@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 __all__ = ["from_pretrained"]
 
 
-# Actor/critic learning rate on a pre-trained model (5e-4 online). Extraction from a frozen
-# multi-task model swings less and scores higher with it (docs/multitask.md).
-PRETRAINED_LEARNING_RATE = 1e-4
+# Actor/critic learning rate on a frozen pre-trained model (5e-4 otherwise). Extraction from a
+# frozen multi-task model swings less and scores higher with it (docs/multitask.md).
+FROZEN_MODEL_LEARNING_RATE = 1e-4
 
 
 def _env_dims(env: Any) -> tuple[spaces.Space, spaces.Space]:
@@ -118,7 +118,7 @@ def from_pretrained(
     }
     if freeze_world_model:
         kwargs.setdefault("model_iterations", 0)
-    kwargs.setdefault("learning_rate", PRETRAINED_LEARNING_RATE)
+        kwargs.setdefault("learning_rate", FROZEN_MODEL_LEARNING_RATE)
     if env is None:
         kwargs.update(observation_space=obs_space, action_space=act_space)
     agent = cls("MlpPolicy", env, policy_kwargs=policy_kwargs, **kwargs)

@@ -400,9 +400,10 @@ class PWM(OffPolicyAlgorithm):
         :param freeze_world_model: keep the world model fixed in :meth:`learn`
             (``model_iterations=0``); ``False`` fine-tunes it on the agent's data.
         :param kwargs: other :class:`PWM` arguments (``horizon``, ``batch_size``,
-            ``policy_kwargs`` for actor/critic sizes, ...). ``learning_rate`` defaults to
-            ``1e-4`` here (``5e-4`` for a new agent): extraction from a frozen pre-trained
-            model was steadier and scored higher with it (see the multi-task docs).
+            ``policy_kwargs`` for actor/critic sizes, ...). With the world model
+            frozen, ``learning_rate`` defaults to ``1e-4`` (``5e-4`` otherwise, decaying to
+            ``learning_rate_final`` in both cases): extraction from a frozen pre-trained model
+            was steadier and scored higher with it (see the multi-task docs).
         """
         return pretrained.from_pretrained(cls, path, task, env, task_init, freeze_world_model, **kwargs)
 
@@ -502,8 +503,11 @@ class PWM(OffPolicyAlgorithm):
             The choice uses ``eval_env``'s episodes, so report the result on other episodes.
         :param actor_ema_decay: with a value in (0, 1) (e.g. ``0.99``), keep an exponential
             moving average of the actor's weights (Polyak averaging over about
-            ``1 / (1 - decay)`` steps); evaluations use it and the agent ends with it.
-            ``0`` (default) keeps the last weights.
+            ``1 / (1 - decay)`` steps, see :class:`~pwm_agent.pwm.averaging.ActorAveraging`):
+            training goes on with the trained weights, evaluations use the average, and
+            the call ends with the average in the actor (the best-evaluated one with
+            ``keep_best``); a further call starts a new average from there. ``0``
+            (default) keeps the last weights.
         :return: the :class:`~pwm_agent.pwm.offline.OfflineEvaluation` (``steps``,
             ``results``, ``last_mean_reward``, ``best_mean_reward``, ``best_step``), or
             ``None`` without ``eval_env``.
