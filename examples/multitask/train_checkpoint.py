@@ -111,14 +111,15 @@ def pretrain(out: Path, steps: int, batch_size: int, names: list[str], preset: s
             "seconds": time.perf_counter() - t0, "validation": val}
 
 
-def extract(args: tuple[str, Path, int, float, str, int]) -> dict[str, Any]:
+def extract(args: tuple[str, Path, int, float, str, int, float | None]) -> dict[str, Any]:
     """Stage 3 for one task and one critic-target setting. With ``select_every`` the
     weights are chosen by evaluations on an env seeded apart (``keep_best``), then scored
     on the fixed starts of :func:`evaluate`, which the choice never saw."""
-    name, out, steps, gae_lambda, checkpoint_file, select_every = args
+    name, out, steps, gae_lambda, checkpoint_file, select_every, learning_rate = args
     torch.set_num_threads(1)
     checkpoint = out / checkpoint_file
-    agent = PWM.from_pretrained(checkpoint, task=name, seed=0, gae_lambda=gae_lambda, horizon=5)
+    rate = {} if learning_rate is None else {"learning_rate": learning_rate}
+    agent = PWM.from_pretrained(checkpoint, task=name, seed=0, gae_lambda=gae_lambda, horizon=5, **rate)
     data = datasets.load(out / f"{name}-v0")
     t0 = time.perf_counter()
     row: dict[str, Any] = {"task": name, "gae_lambda": gae_lambda, "learning_rate": agent.learning_rate}
@@ -147,6 +148,8 @@ def main() -> None:
     parser.add_argument("--select-every", type=int, default=0,
                         help="evaluate every N extraction updates (5 episodes, an env seeded apart) and keep the "
                              "best weights; 0: keep the last ones (no env interaction)")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="extraction learning rate (default: from_pretrained's, 1e-4; the shipped table used 5e-4)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--tasks", nargs="+", default=TASKS, help="MT30 task names (default: the shipped four)")
     parser.add_argument("--preset", default="tdmpc2-1M", help="world-model preset (tdmpc2-1M, tdmpc2-5M, ...)")
@@ -178,9 +181,10 @@ def main() -> None:
         run["pretrain"] = pretrain(args.out, args.pretrain_steps, args.pretrain_batch, args.tasks, args.preset)
         logger.info("pretrain %s", run["pretrain"])
         report_path.write_text(json.dumps(report, indent=1))
-    key = f"extract-select{args.select_every}" if args.select_every else "extract"
+    key = "extract" + (f"-select{args.select_every}" if args.select_every else "") + (
+        f"-lr{args.learning_rate:g}" if args.learning_rate is not None else "")
     if key not in run:
-        jobs = [(t, args.out, args.extract_steps, lam, checkpoint, args.select_every)
+        jobs = [(t, args.out, args.extract_steps, lam, checkpoint, args.select_every, args.learning_rate)
                 for t in args.tasks for lam in (0.95, 0.0)]
         with ctx.Pool(args.workers) as pool:
             run[key] = list(pool.imap(extract, jobs))
