@@ -35,6 +35,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from stable_baselines3.common.callbacks import BaseCallback
 
 import pwm_agent  # noqa: F401  (registers pwm_agent/<task>)
 from pwm_agent import PWM, datasets
@@ -67,15 +68,32 @@ def extract_best(agent: PWM, data: datasets.OfflineDataset, args: argparse.Names
     weights; the chosen policy is then scored on the fixed starts of :func:`score` (other episodes)."""
     env = gym.make(f"pwm_agent/{args.task}")
     env.reset(seed=20_000)
+    last = ScoreLastWeights(f"pwm_agent/{args.task}")
     evaluation = agent.extract_policy(data, args.extract, eval_env=env, eval_freq=args.select_every,
                                       n_eval_episodes=args.episodes, keep_best=True,
-                                      actor_ema_decay=args.actor_ema_decay)
+                                      actor_ema_decay=args.actor_ema_decay, callback=last)
     assert evaluation is not None
     held_out = score(agent, f"pwm_agent/{args.task}", 10)
-    logger.info("%s: best of %d evaluations at update %s, held-out score %.3f", args.task,
-                len(evaluation.steps), evaluation.best_step, held_out)
+    logger.info("%s: best of %d evaluations at update %s, held-out score %.3f (last weights %.3f)", args.task,
+                len(evaluation.steps), evaluation.best_step, held_out, last.score)
     return {"selection": [[s, float(np.mean(r)) / 1000] for s, r in zip(evaluation.steps, evaluation.results)],
-            "best_step": evaluation.best_step, "held_out_score": held_out}
+            "best_step": evaluation.best_step, "held_out_score": held_out, "held_out_last": last.score}
+
+
+class ScoreLastWeights(BaseCallback):
+    """Scores the weights of the last update on the fixed starts, before keep_best swaps
+    the best ones in (a user callback's training end comes before the evaluator's): the
+    score of extraction without selection, from the same run."""
+
+    def __init__(self, env_id: str) -> None:
+        super().__init__()
+        self.env_id, self.score = env_id, float("nan")
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        self.score = score(self.model, self.env_id, 10)
 
 
 def extract_curve(agent: PWM, data: datasets.OfflineDataset, args: argparse.Namespace) -> list[list[float]]:
