@@ -89,8 +89,10 @@ def checkpoint_name(n_tasks: int, preset: str) -> str:
     return f"mt{n_tasks}-{preset.rsplit('-', 1)[-1]}.pt"
 
 
-def pretrain(out: Path, steps: int, batch_size: int, names: list[str], preset: str) -> dict[str, Any]:
-    """Stage 2: one multi-task world model on all tasks' data."""
+def pretrain(out: Path, steps: int, batch_size: int, names: list[str], preset: str, chunks: int = 1) -> dict[str, Any]:
+    """Stage 2: one multi-task world model on all tasks' data, in ``chunks`` calls of
+    ``steps / chunks`` steps, each saved (``mt4-5M-10k.pt``, ...; the last one also under
+    the checkpoint's own name)."""
     tasks = specs(names)
     data = datasets.concatenate([datasets.load(out / f"{t.name}-v0").with_task(i) for i, t in enumerate(tasks)],
                                 pad=True)
@@ -103,12 +105,18 @@ def pretrain(out: Path, steps: int, batch_size: int, names: list[str], preset: s
                            world_model_kwargs=dict(num_tasks=len(tasks), task_dim=96, termination_head=False),
                            action_dims=[t.action_dim for t in tasks]),
     )
-    t0 = time.perf_counter()
-    val = agent.pretrain_world_model(data, steps, eval_freq=max(steps // 10, 1), progress_bar=True)
-    path = save_world_model(agent.policy.world_model, out / checkpoint_name(len(tasks), preset), tasks)
+    t0, name = time.perf_counter(), checkpoint_name(len(tasks), preset)
+    per_chunk, validation = steps // chunks, []
+    for chunk in range(1, chunks + 1):
+        val = agent.pretrain_world_model(data, per_chunk, eval_freq=max(per_chunk // 5, 1), progress_bar=True)
+        validation.append(val)
+        if chunks > 1:
+            save_world_model(agent.policy.world_model, out / name.replace(".pt", f"-{chunk * per_chunk // 1000}k.pt"),
+                             tasks)
+    path = save_world_model(agent.policy.world_model, out / name, tasks)
     params = sum(p.numel() for p in agent.policy.world_model.parameters())
-    return {"checkpoint": str(path), "parameters": params, "pretrain_steps": steps,
-            "seconds": time.perf_counter() - t0, "validation": val}
+    return {"checkpoint": str(path), "parameters": params, "pretrain_steps": per_chunk * chunks, "chunks": chunks,
+            "seconds": time.perf_counter() - t0, "validation": validation[-1], "validation_per_chunk": validation}
 
 
 def extract(args: tuple[str, Path, int, float, str, int, float | None]) -> dict[str, Any]:
@@ -144,6 +152,8 @@ def main() -> None:
     parser.add_argument("--random-steps", type=int, default=5_000)
     parser.add_argument("--pretrain-steps", type=int, default=20_000)
     parser.add_argument("--pretrain-batch", type=int, default=128)
+    parser.add_argument("--pretrain-chunks", type=int, default=1,
+                        help="pre-train in this many calls, saving the model after each (mt4-5M-10k.pt, ...)")
     parser.add_argument("--extract-steps", type=int, default=5_000)
     parser.add_argument("--select-every", type=int, default=0,
                         help="evaluate every N extraction updates (5 episodes, an env seeded apart) and keep the "
@@ -178,7 +188,8 @@ def main() -> None:
     # one entry per checkpoint, so other presets or task sets can share the data folder
     run = report.setdefault("models", {}).setdefault(checkpoint, {})
     if not (args.out / checkpoint).exists():
-        run["pretrain"] = pretrain(args.out, args.pretrain_steps, args.pretrain_batch, args.tasks, args.preset)
+        run["pretrain"] = pretrain(args.out, args.pretrain_steps, args.pretrain_batch, args.tasks, args.preset,
+                                   args.pretrain_chunks)
         logger.info("pretrain %s", run["pretrain"])
         report_path.write_text(json.dumps(report, indent=1))
     key = "extract" + (f"-select{args.select_every}" if args.select_every else "") + (
