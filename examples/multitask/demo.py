@@ -2,7 +2,8 @@
 
     python examples/multitask/demo.py --task cartpole-swingup      # a few minutes on a CPU
 
-The world model (TD-MPC2's 1M shape on 4 MT30 tasks, trained by
+The world model (``--checkpoint``: ``mt4-5M``, TD-MPC2's 5M shape on 4 MT30 tasks, by
+default, or the smaller ``mt4-1M``; both trained by
 ``examples/multitask/train_checkpoint.py``) stays frozen; a new actor and critics are
 trained through imagined rollouts from the start states of a few shipped episodes of
 the task, then evaluated on ``pwm_agent/<task>`` (dm_control, needs the ``dmc`` extra)
@@ -18,7 +19,7 @@ import gymnasium as gym
 import torch
 
 from pwm_agent import PWM
-from pwm_agent.checkpoints import shipped_checkpoint, shipped_episodes
+from pwm_agent.checkpoints import SHIPPED, SHIPPED_NAMES, shipped_checkpoint, shipped_episodes
 
 logger = logging.getLogger("multitask-demo")
 
@@ -40,6 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="cartpole-swingup",
                         choices=["walker-stand", "cartpole-swingup", "reacher-easy", "cup-catch"])
+    parser.add_argument("--checkpoint", default=SHIPPED, choices=SHIPPED_NAMES, help="shipped world model")
     parser.add_argument("--steps", type=int, default=2000, help="policy-extraction updates")
     parser.add_argument("--episodes", type=int, default=5, help="evaluation episodes")
     parser.add_argument("--threads", type=int, default=1)
@@ -47,9 +49,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
 
-    agent = PWM.from_pretrained(shipped_checkpoint(), task=args.task, seed=0)
-    data = shipped_episodes(args.task)
-    logger.info("extracting a %s policy from %s (%d start episodes)", args.task, shipped_checkpoint().name,
+    agent = PWM.from_pretrained(shipped_checkpoint(args.checkpoint), task=args.task, seed=0)
+    data = shipped_episodes(args.task, args.checkpoint)
+    logger.info("extracting a %s policy from %s (%d start episodes)", args.task, shipped_checkpoint(args.checkpoint).name,
                 data.num_episodes)
     agent.extract_policy(data, args.steps, progress_bar=True)
     env_id = f"pwm_agent/{args.task}"

@@ -219,8 +219,9 @@ def ship(out: Path, target: Path, checkpoint_file: str, names: list[str]) -> Non
         n = data.num_episodes
         # the data holds the learning history (with --keep-history), the trained policy's episodes,
         # then random ones
-        online, policy = collected_steps(out)
+        policy, random_steps = collected_steps(out)
         ends = np.cumsum(data.episode_lengths)
+        online = int(ends[-1]) - policy - random_steps  # the history's transitions (0 without it)
         policy_start = int(np.searchsorted(ends, online, "right"))
         random_start = int(np.searchsorted(ends, online + policy, "right"))
         keep = [policy_start, policy_start + 1, random_start, random_start + 1] if random_start + 1 < n else [0, 1]
@@ -232,11 +233,10 @@ def ship(out: Path, target: Path, checkpoint_file: str, names: list[str]) -> Non
 
 
 def collected_steps(out: Path) -> tuple[int, int]:
-    """Transitions of the history and of the trained-policy parts of a task's data (from
-    the run's settings)."""
+    """Transitions of the trained-policy and of the random parts of each task's data
+    (from the run's settings)."""
     settings = json.loads((out / "settings.json").read_text())
-    history = int(settings["online_steps"]) if settings.get("keep_history") == "True" else 0
-    return history, int(settings["policy_steps"])
+    return int(settings["policy_steps"]), int(settings["random_steps"])
 
 
 if __name__ == "__main__":

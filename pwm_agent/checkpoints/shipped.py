@@ -6,20 +6,23 @@ from pathlib import Path
 
 from pwm_agent.datasets import OfflineDataset, load_arrays
 
-__all__ = ["SHIPPED", "shipped_checkpoint", "shipped_episodes"]
+__all__ = ["SHIPPED", "SHIPPED_NAMES", "shipped_checkpoint", "shipped_episodes"]
 
 _DIR = Path(__file__).resolve().parent.parent / "pretrained"
-SHIPPED = "mt4-1M"
-"""Name of the shipped model: TD-MPC2's 1M shape on 4 MT30 tasks (walker-stand,
+SHIPPED = "mt4-5M"
+"""Name of the default shipped model: TD-MPC2's 5M shape on 4 MT30 tasks (walker-stand,
 cartpole-swingup, reacher-easy, cup-catch), trained by
-``examples/multitask/train_checkpoint.py``."""
+``examples/multitask/train_checkpoint.py``. ``"mt4-1M"`` (the 1M shape, less
+pre-training, weaker policies) is shipped too: ``shipped_checkpoint("mt4-1M")``."""
+
+SHIPPED_NAMES = ("mt4-5M", "mt4-1M")
 
 
 def shipped_checkpoint(name: str = SHIPPED) -> Path:
     """Path of a shipped checkpoint (TD-MPC2 layout; load with ``PWM.from_pretrained``)."""
     path = _DIR / f"{name}.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"No shipped checkpoint {name!r} (looked for {path}).")
+        raise FileNotFoundError(f"No shipped checkpoint {name!r} (looked for {path}); shipped: {list(SHIPPED_NAMES)}.")
     return path
 
 
