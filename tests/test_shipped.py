@@ -21,7 +21,7 @@ def test_shipped_checkpoint_describes_its_tasks(name: str) -> None:
     latent, (low, high) = SHAPES[name]
     assert (wm.obs_dim, wm.action_dim, wm.config.latent_dim, wm.config.task_dim) == (24, 6, latent, 96)
     assert low < sum(p.numel() for p in wm.parameters()) < high
-    assert SHIPPED == "mt4-5M" and shipped_checkpoint() == shipped_checkpoint(SHIPPED)
+    assert SHIPPED == "mt4-1M" and shipped_checkpoint() == shipped_checkpoint(SHIPPED)
 
 
 @pytest.mark.parametrize("name", SHIPPED_NAMES)

@@ -2,9 +2,9 @@
 
     python examples/multitask/demo.py --task cartpole-swingup      # a few minutes on a CPU
 
-The world model (``--checkpoint``: ``mt4-5M``, TD-MPC2's 5M shape on 4 MT30 tasks, by
-default, or the smaller ``mt4-1M``; both trained by
-``examples/multitask/train_checkpoint.py``) stays frozen; a new actor and critics are
+The world model (``--checkpoint``: ``mt4-1M``, TD-MPC2's 1M shape on 4 MT30 tasks, by
+default, or ``mt4-5M``, which needs a task's full training data for a good policy; both
+trained by ``examples/multitask/train_checkpoint.py``) stays frozen; a new actor and critics are
 trained through imagined rollouts from the start states of a few shipped episodes of
 the task, then evaluated on ``pwm_agent/<task>`` (dm_control, needs the ``dmc`` extra)
 beside a uniformly random policy. Scores are return / 1000.
