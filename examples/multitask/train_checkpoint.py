@@ -207,8 +207,9 @@ def main() -> None:
 
 
 def ship(out: Path, target: Path, checkpoint_file: str, names: list[str]) -> None:
-    """Stage 4: copy the checkpoint and, per task, 2 policy + 2 random episodes (array
-    folders, for the demo's policy extraction) into ``target`` (the package's data)."""
+    """Stage 4: copy the checkpoint and, per task, 2 policy + 2 random episodes (plus 4
+    spread over the learning history, with ``--keep-history``) as array folders, for the
+    demo's policy extraction, into ``target`` (the package's data)."""
     import shutil
 
     target.mkdir(parents=True, exist_ok=True)
@@ -225,6 +226,8 @@ def ship(out: Path, target: Path, checkpoint_file: str, names: list[str]) -> Non
         policy_start = int(np.searchsorted(ends, online, "right"))
         random_start = int(np.searchsorted(ends, online + policy, "right"))
         keep = [policy_start, policy_start + 1, random_start, random_start + 1] if random_start + 1 < n else [0, 1]
+        if policy_start >= 4:  # 4 episodes spread over the learning history: a wider spread of start states
+            keep = [int(i) for i in np.linspace(0, policy_start - 1, 4).round()] + keep
         folder = target / checkpoint.stem / name
         if folder.exists():
             shutil.rmtree(folder)

@@ -15,8 +15,8 @@ cartpole-swingup, reacher-easy, cup-catch), trained by
 ``examples/multitask/train_checkpoint.py``; a policy extracts from its few shipped
 episodes in minutes. ``"mt4-5M"`` (the 5M shape, four times the pre-training) is
 shipped too, ``shipped_checkpoint("mt4-5M")``: its policies extracted from each task's
-full training data beat the policies that collected it, but its few shipped episodes
-are too narrow a set of start states for a good quick extraction."""
+full training data beat the policies that collected it; its few shipped episodes
+give a weaker quick extraction than its full data."""
 
 SHIPPED_NAMES = ("mt4-1M", "mt4-5M")
 
@@ -31,7 +31,8 @@ def shipped_checkpoint(name: str = SHIPPED) -> Path:
 
 def shipped_episodes(task: str, name: str = SHIPPED) -> OfflineDataset:
     """A few episodes of ``task`` from the model's training data (2 of the data-collecting
-    policy, 2 random), enough start states for a quick policy extraction."""
+    policy, 2 random; for ``mt4-5M`` also 4 from the online agent's learning history),
+    enough start states for a quick policy extraction."""
     folder = _DIR / name / task
     if not folder.is_dir():
         known = sorted(p.name for p in (_DIR / name).iterdir()) if (_DIR / name).is_dir() else []
