@@ -159,7 +159,7 @@ def main() -> None:
                         help="evaluate every N extraction updates (5 episodes, an env seeded apart) and keep the "
                              "best weights; 0: keep the last ones (no env interaction)")
     parser.add_argument("--learning-rate", type=float, default=None,
-                        help="extraction learning rate (default: from_pretrained's, 1e-4; the shipped table used 5e-4)")
+                        help="extraction learning rate (default: from_pretrained's, 1e-4; mt4-1M's docs table used 5e-4)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--tasks", nargs="+", default=TASKS, help="MT30 task names (default: the shipped four)")
     parser.add_argument("--preset", default="tdmpc2-1M", help="world-model preset (tdmpc2-1M, tdmpc2-5M, ...)")
