@@ -145,3 +145,29 @@ def test_termination_head_survives_the_tdmpc2_layout(tmp_path: Path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(loaded.continuation(z, task), wm.continuation(z, task))
     assert loaded.config.termination_head
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_checkpoint_loads_as_float32(tmp_path: Path, dtype: torch.dtype) -> None:
+    """Weights stored in 16 bits halve the file; the loaded model is float32 and close."""
+    from pwm_agent.checkpoints import load_checkpoint, save_world_model
+    from pwm_agent.world_model import WorldModel, WorldModelConfig
+
+    config = WorldModelConfig(latent_dim=64, enc_dims=(128,), mlp_dims=(128, 128), reward_head="twohot",
+                              num_tasks=2, task_dim=8)
+    wm = WorldModel(7, 3, config, action_dims=[3, 2])
+    full = save_world_model(wm, tmp_path / "full.pt")
+    half = save_world_model(wm, tmp_path / "half.pt", dtype=dtype)
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    stored = torch.load(half, weights_only=True)["model"]
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {dtype}
+    loaded = load_checkpoint(half).world_model
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    obs, task = torch.randn(32, 7), torch.tensor([0, 1] * 16)
+    with torch.no_grad():
+        z, z_half = wm.encode(obs, task), loaded.encode(obs, task)
+        rel = 1e-2 if dtype == torch.bfloat16 else 2e-3
+        torch.testing.assert_close(z_half, z, atol=rel * 10, rtol=0)
+        assert (z_half - z).abs().max() > 0  # really stored at lower precision
+    with pytest.raises(ValueError, match="torch.float16"):
+        save_world_model(wm, tmp_path / "bad.pt", dtype=torch.int8)

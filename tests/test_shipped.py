@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from pwm_agent import PWM, load_checkpoint
 from pwm_agent.checkpoints import SHIPPED, SHIPPED_NAMES, shipped_checkpoint, shipped_episodes
@@ -21,6 +22,8 @@ def test_shipped_checkpoint_describes_its_tasks(name: str) -> None:
     latent, (low, high) = SHAPES[name]
     assert (wm.obs_dim, wm.action_dim, wm.config.latent_dim, wm.config.task_dim) == (24, 6, latent, 96)
     assert low < sum(p.numel() for p in wm.parameters()) < high
+    # mt4-5M is stored in float16 (half the file); every model loads as float32
+    assert {p.dtype for p in wm.parameters()} == {torch.float32}
     assert SHIPPED == "mt4-1M" and shipped_checkpoint() == shipped_checkpoint(SHIPPED)
 
 

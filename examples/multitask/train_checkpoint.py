@@ -37,7 +37,7 @@ from gymnasium import spaces
 
 import pwm_agent  # noqa: F401  (registers pwm_agent/<task>)
 from pwm_agent import PWM, datasets
-from pwm_agent.checkpoints import save_world_model
+from pwm_agent.checkpoints import load_checkpoint, save_world_model
 from pwm_agent.envs.task_sets import MT30, TaskSpec, task_id
 
 TASKS = ["walker-stand", "cartpole-swingup", "reacher-easy", "cup-catch"]
@@ -166,6 +166,9 @@ def main() -> None:
     parser.add_argument("--keep-history", action="store_true",
                         help="put each online agent's replay buffer (its learning history) in the data too")
     parser.add_argument("--ship", default=None, help="copy the result into this folder (pwm_agent/pretrained)")
+    parser.add_argument("--ship-dtype", default="float16", choices=["float16", "float32"],
+                        help="storage precision of the shipped copy (float16 halves it; loading upcasts; "
+                             "mt4-1M was shipped in float32, mt4-5M in float16)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
@@ -203,18 +206,19 @@ def main() -> None:
     for row in run[key]:
         logger.info("%s %s", key, {k: v for k, v in row.items() if k != "selection"})
     if args.ship:
-        ship(args.out, Path(args.ship), checkpoint, args.tasks)
+        ship(args.out, Path(args.ship), checkpoint, args.tasks, getattr(torch, args.ship_dtype))
 
 
-def ship(out: Path, target: Path, checkpoint_file: str, names: list[str]) -> None:
-    """Stage 4: copy the checkpoint and, per task, 2 policy + 2 random episodes (plus 4
-    spread over the learning history, with ``--keep-history``) as array folders, for the
-    demo's policy extraction, into ``target`` (the package's data)."""
+def ship(out: Path, target: Path, checkpoint_file: str, names: list[str], dtype: torch.dtype) -> None:
+    """Stage 4: copy the checkpoint (weights stored as ``dtype``) and, per task, 2 policy +
+    2 random episodes (plus 4 spread over the learning history, with ``--keep-history``) as
+    array folders, for the demo's policy extraction, into ``target`` (the package's data)."""
     import shutil
 
     target.mkdir(parents=True, exist_ok=True)
     checkpoint = out / checkpoint_file
-    shutil.copy(checkpoint, target / checkpoint.name)
+    loaded = load_checkpoint(checkpoint)
+    save_world_model(loaded.world_model, target / checkpoint.name, loaded.tasks, dtype=dtype)
     for name in names:
         data = datasets.load(out / f"{name}-v0")
         n = data.num_episodes

@@ -295,6 +295,7 @@ def save_world_model(
     world_model: WorldModel,
     path: str | os.PathLike[str],
     tasks: Sequence[TaskSpec] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> Path:
     """Write a multi-task world model as a TD-MPC2 checkpoint (current layout, world model only).
 
@@ -302,7 +303,12 @@ def save_world_model(
     and its ``model`` entry with TD-MPC2's own key names. What TD-MPC2's format does not
     store (task names and dims, SimNorm group, bins range, activation) goes in an extra
     ``"pwm_agent"`` entry of plain values. Written atomically.
+
+    :param dtype: storage precision of the weights: ``torch.float16`` or ``torch.bfloat16``
+        halve the file; loading always builds a float32 model (the weights are upcast).
     """
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, not {dtype}.")
     config = world_model.config
     if config.reward_head != "twohot" or config.num_tasks == 0:
         raise ValueError("The TD-MPC2 layout holds multi-task models with a two-hot reward head.")
@@ -322,6 +328,7 @@ def save_world_model(
         for old, new in renames:
             if key.startswith(old):
                 state[new + key[len(old):]] = value.detach().cpu().clone()
+    state = {key: value.to(dtype) if value.is_floating_point() else value for key, value in state.items()}
     meta = {"simnorm_dim": config.simnorm_dim, "vmin": config.vmin, "vmax": config.vmax,
             "activation": config.activation, "tasks": [spec._asdict() for spec in tasks or []]}
     target = Path(path)
