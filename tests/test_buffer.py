@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+import gymnasium as gym
 from gymnasium import spaces
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -314,3 +315,20 @@ def test_partial_windows_train_pwm_on_an_episodic_task():
     assert batch.mask is not None and 0 < float(batch.mask.mean()) < 1  # short random episodes
     metrics = model.updater.pop_metrics()
     assert metrics and all(np.isfinite(v) for v in metrics.values())
+
+
+def test_episodes_shorter_than_the_horizon_fall_back_to_partial_windows():
+    """Every episode ends before a full window: PWM still trains (on masked windows) and
+    says so once, instead of skipping every update."""
+    env = gym.wrappers.TimeLimit(gym.make("Pendulum-v1").unwrapped, max_episode_steps=3)
+    model = PWM("MlpPolicy", env, seed=0, **tiny_kwargs(learning_starts=20, horizon=5))
+    with pytest.warns(RuntimeWarning, match="holds no window of 5") as record:
+        model.learn(60)
+    assert sum("run past episode ends" in str(w.message) for w in record) == 1
+    assert model._n_updates == 60 - 20
+    assert model.replay_buffer.num_valid_windows(5) == 0  # the buffer itself stays full-window
+    with pytest.raises(NoValidWindowError):
+        model.replay_buffer.sample_windows(4, 5)
+    batch = model.replay_buffer.sample_windows(64, 5, partial=True)
+    assert batch.mask is not None and float(batch.mask[3:].sum()) == 0  # 3-step episodes
+    assert all(np.isfinite(v) for v in model.updater.pop_metrics().values())

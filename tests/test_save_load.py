@@ -118,15 +118,16 @@ def test_continue_training_after_load(trained, tmp_path):
     model, path = trained
     loaded = PWM.load(path, env=gym.make("Pendulum-v1"))
     n_updates = loaded._n_updates
-    # The buffer was not saved: until horizon steps are stored, updates are skipped with a warning.
+    # The buffer was not saved: until horizon steps are stored, windows run past the
+    # newest step (masked), with a warning.
     with pytest.warns(RuntimeWarning, match="holds no window of 4 consecutive transitions"):
         loaded.learn(60, reset_num_timesteps=False)
     assert loaded.num_timesteps == 160
     assert loaded.replay_buffer.pos == 60
-    assert loaded._n_updates == n_updates + 60 - 3  # from the 4th stored step on
+    assert loaded._n_updates == n_updates + 60  # from the first stored step on
     loaded.learn(20, reset_num_timesteps=False)
     assert loaded.num_timesteps == 180
-    assert loaded._n_updates == n_updates + 77
+    assert loaded._n_updates == n_updates + 80
     assert not state_dicts_equal(model.policy.actor.state_dict(), loaded.policy.actor.state_dict())
 
 

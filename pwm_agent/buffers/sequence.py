@@ -121,9 +121,11 @@ class SequenceReplayBuffer(ReplayBuffer):
             return self.buffer_size - (starts - self.pos) % self.buffer_size
         return self.pos - starts
 
-    def _window_starts_valid(self, starts: np.ndarray, envs: np.ndarray, horizon: int) -> np.ndarray:
+    def _window_starts_valid(
+        self, starts: np.ndarray, envs: np.ndarray, horizon: int, partial: bool | None = None
+    ) -> np.ndarray:
         """Boolean mask ``[N]``: whether each (start slot, env) opens a valid window."""
-        if self.partial_windows:
+        if self.partial_windows if partial is None else partial:
             return self.chain[starts, envs] >= 0
         ends = (starts + horizon - 1) % self.buffer_size
         in_episode = self.chain[ends, envs] >= horizon - 1
@@ -141,7 +143,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         envs = np.tile(np.arange(self.n_envs), size)
         return int(self._window_starts_valid(starts, envs, horizon).sum())
 
-    def _draw_window_starts(self, batch_size: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    def _draw_window_starts(self, batch_size: int, horizon: int, partial: bool) -> tuple[np.ndarray, np.ndarray]:
         """Uniformly draw valid (start, env) pairs by rejection, falling back to enumeration."""
         size = self.buffer_size if self.full else self.pos
         if size == 0:
@@ -152,7 +154,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         for _ in range(8):
             starts = np.random.randint(0, size, size=2 * needed + 8)
             envs = np.random.randint(0, self.n_envs, size=starts.shape[0])
-            ok = self._window_starts_valid(starts, envs, horizon)
+            ok = self._window_starts_valid(starts, envs, horizon, partial)
             starts_found.append(starts[ok][:needed])
             envs_found.append(envs[ok][:needed])
             needed -= len(starts_found[-1])
@@ -160,7 +162,7 @@ class SequenceReplayBuffer(ReplayBuffer):
                 return np.concatenate(starts_found), np.concatenate(envs_found)
         all_starts = np.repeat(np.arange(size), self.n_envs)
         all_envs = np.tile(np.arange(self.n_envs), size)
-        ok = np.flatnonzero(self._window_starts_valid(all_starts, all_envs, horizon))
+        ok = np.flatnonzero(self._window_starts_valid(all_starts, all_envs, horizon, partial))
         if ok.size == 0:
             raise NoValidWindowError(
                 f"The replay buffer holds no window of {horizon} consecutive transitions inside one "
@@ -170,18 +172,22 @@ class SequenceReplayBuffer(ReplayBuffer):
         pick = ok[np.random.randint(0, ok.size, size=batch_size)]
         return all_starts[pick], all_envs[pick]
 
-    def sample_windows(self, batch_size: int, horizon: int, env: VecNormalize | None = None) -> WindowBatch:
+    def sample_windows(
+        self, batch_size: int, horizon: int, env: VecNormalize | None = None, partial: bool | None = None
+    ) -> WindowBatch:
         """Sample ``batch_size`` windows of ``horizon`` transitions (see :class:`WindowBatch`).
 
         Observations and rewards are normalised with ``env`` when it is a
-        ``VecNormalize``, as SB3's ``sample`` does.
+        ``VecNormalize``, as SB3's ``sample`` does. ``partial`` overrides the
+        buffer's ``partial_windows`` for this call.
         """
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}.")
-        starts, envs = self._draw_window_starts(batch_size, horizon)
+        partial = self.partial_windows if partial is None else partial
+        starts, envs = self._draw_window_starts(batch_size, horizon, partial)
         steps = np.arange(horizon)[:, None]
         mask = None
-        if self.partial_windows:
+        if partial:
             # Steps of the same episode: the chain grows by one per slot, up to the head.
             slots = (starts[None, :] + steps) % self.buffer_size
             same = (self.chain[slots, envs] == self.chain[starts, envs] + steps) & (

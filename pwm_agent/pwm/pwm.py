@@ -18,7 +18,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Rollout
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 
-from pwm_agent.buffers import NoValidWindowError, SequenceReplayBuffer
+from pwm_agent.buffers import NoValidWindowError, SequenceReplayBuffer, WindowBatch
 from pwm_agent.envs.wrappers import flat_box
 from pwm_agent.planning import MPPIConfig, MPPIPlanner
 from pwm_agent.datasets.dataset import OfflineDataset
@@ -290,15 +290,34 @@ class PWM(OffPolicyAlgorithm):
         self._update_learning_rate([self.updater.actor_optimizer, self.updater.critic_optimizer])
         for _ in range(gradient_steps):
             try:
-                batch = self.replay_buffer.sample_windows(batch_size, self.horizon, self._vec_normalize_env)
+                batch = self._sample_windows(batch_size)
             except NoValidWindowError as err:
                 warnings.warn(str(err), RuntimeWarning, stacklevel=2)
                 return
-            self.updater.update(batch, lambda: self.replay_buffer.sample_windows(
-                batch_size, self.horizon, self._vec_normalize_env))
+            self.updater.update(batch, lambda: self._sample_windows(batch_size))
             self._n_updates += 1
             if self._n_updates % self.log_every == 1 or self.log_every == 1:
                 self._record_metrics()
+
+    def _sample_windows(self, batch_size: int) -> WindowBatch:
+        """Windows of ``horizon`` steps; while every stored episode is shorter than that,
+        windows that run past episode ends (masked, as with ``partial_windows=True``), so
+        training starts instead of waiting for an episode the untrained policy may never
+        reach."""
+        buffer, env = self.replay_buffer, self._vec_normalize_env
+        try:
+            return buffer.sample_windows(batch_size, self.horizon, env)
+        except NoValidWindowError as err:
+            if buffer.partial_windows:
+                raise
+            if not getattr(self, "_warned_partial_fallback", False):
+                self._warned_partial_fallback = True
+                warnings.warn(
+                    f"{err} Until one is stored, PWM samples windows that run past episode ends "
+                    "(masked out of the losses, as with replay_buffer_kwargs=dict(partial_windows=True)).",
+                    RuntimeWarning, stacklevel=3,
+                )
+            return buffer.sample_windows(batch_size, self.horizon, env, partial=True)
 
     def collect_rollouts(self, env: VecEnv, callback: BaseCallback, *args: Any, **kwargs: Any) -> RolloutReturn:
         """SB3's rollout loop; when a callback stops training mid-step, that env step is
