@@ -121,11 +121,10 @@ class SequenceReplayBuffer(ReplayBuffer):
             return self.buffer_size - (starts - self.pos) % self.buffer_size
         return self.pos - starts
 
-    def _window_starts_valid(
-        self, starts: np.ndarray, envs: np.ndarray, horizon: int, partial: bool | None = None
-    ) -> np.ndarray:
-        """Boolean mask ``[N]``: whether each (start slot, env) opens a valid window."""
-        if self.partial_windows if partial is None else partial:
+    def _window_starts_valid(self, starts: np.ndarray, envs: np.ndarray, horizon: int, partial: bool) -> np.ndarray:
+        """Boolean mask ``[N]``: whether each (start slot, env) opens a valid window
+        (``partial``: one that may run past its episode's end)."""
+        if partial:
             return self.chain[starts, envs] >= 0
         ends = (starts + horizon - 1) % self.buffer_size
         in_episode = self.chain[ends, envs] >= horizon - 1
@@ -141,7 +140,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         size = self.buffer_size if self.full else self.pos
         starts = np.repeat(np.arange(size), self.n_envs)
         envs = np.tile(np.arange(self.n_envs), size)
-        return int(self._window_starts_valid(starts, envs, horizon).sum())
+        return int(self._window_starts_valid(starts, envs, horizon, self.partial_windows).sum())
 
     def _draw_window_starts(self, batch_size: int, horizon: int, partial: bool) -> tuple[np.ndarray, np.ndarray]:
         """Uniformly draw valid (start, env) pairs by rejection, falling back to enumeration."""
