@@ -32,4 +32,4 @@ step extraction 90 $PY benchmarks/offline.py --parts speed --device cuda --speed
     --speed-updates 30 --speed-presets small tdmpc2-1M tdmpc2-5M tdmpc2-48M --out "$OUT"
 step learning 50 $PY benchmarks/learning.py --env HalfCheetah-v5 --steps 2000 --eval-every 2000 --episodes 1 \
     --workers 1 --out "$OUT/learning"
-step suite 30 $PY -m pytest -q -p no:cacheprovider -n 8 --timeout 25 tests --ignore tests/test_cuda.py
+step suite 90 $PY -m pytest -q -p no:cacheprovider -n 8 --timeout 25 tests --ignore tests/test_cuda.py

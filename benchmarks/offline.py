@@ -148,7 +148,12 @@ def speed_part(updates: int = 10, presets: tuple[str, ...] = ("small", "tdmpc2-5
         name = torch.cuda.get_device_name(agent.device) if agent.device.type == "cuda" else "cpu"
         rows.append({"preset": preset, "batch": batch, "horizon": horizon, "device": f"{agent.device} ({name})",
                      "bf16": use_bf16, "cuda_graphs": use_graphs, "seconds_per_1000_updates": per_1000,
-                     "minutes_per_10000_updates": per_1000 / 6})
+                     "minutes_per_10000_updates": per_1000 / 6,
+                     # failed recordings (tried again after a warm-up); a step whose every try failed
+                     # ran eagerly, so its row does not time graphs
+                     "graph_recording_errors": {k: g.recording_errors for k, g in agent.updater.graphs.items()
+                                                if g.recording_errors},
+                     "graph_failures": {k: g.failure for k, g in agent.updater.graphs.items() if g.failure}})
         print(rows[-1], flush=True)
     return rows
 

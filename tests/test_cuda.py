@@ -7,6 +7,7 @@ on a GPU machine). TF32 is off in torch's defaults, so fp32 results agree closel
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from pwm_agent import PWM, SHAC, datasets
 from pwm_agent.buffers import WindowBatch
 from pwm_agent.planning import MPPIConfig, MPPIPlanner
+from pwm_agent.pwm.graphs import StepGraph
 
 from conftest import tiny_kwargs
 
@@ -222,3 +224,36 @@ def test_cuda_graphs_alternating_batch_sizes_equal_eager() -> None:
     _close_parameters(graphed.policy.world_model, eager.policy.world_model, 1e-6)
     _close_parameters(graphed.policy.critic, eager.policy.critic, 1e-6)
     _close_parameters(graphed.policy.actor, eager.policy.actor, 1e-6)
+
+
+def _step_failing_its_first_recordings(failures: int, attempts: list[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+    def step(t: torch.Tensor) -> torch.Tensor:
+        if torch.cuda.is_current_stream_capturing():
+            attempts.append(1)
+            if len(attempts) <= failures:
+                torch.cuda.synchronize()  # forbidden while recording: this recording fails
+        return t + 1
+
+    return step
+
+
+def test_a_failed_recording_is_tried_again() -> None:
+    attempts: list[int] = []
+    graph = StepGraph(_step_failing_its_first_recordings(1, attempts), "flaky")
+    x = torch.arange(8.0, device=CUDA)
+    outs = [graph(x).clone() for _ in range(12)]
+    assert len(attempts) == 2 and graph.num_graphs == 1 and graph.failure is None
+    assert len(graph.recording_errors) == 1 and "capturing" in graph.recording_errors[0]
+    for out in outs:  # every call, failed recording included, was a real step
+        torch.testing.assert_close(out, x + 1)
+
+
+def test_recording_gives_up_after_its_retries() -> None:
+    attempts: list[int] = []
+    graph = StepGraph(_step_failing_its_first_recordings(99, attempts), "broken", retries=1)
+    x = torch.arange(8.0, device=CUDA)
+    with pytest.warns(RuntimeWarning, match="broken step .* 2 tries"):
+        outs = [graph(x).clone() for _ in range(12)]
+    assert len(attempts) == 2 and graph.num_graphs == 0 and not graph.active
+    for out in outs:
+        torch.testing.assert_close(out, x + 1)

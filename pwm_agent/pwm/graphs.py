@@ -61,23 +61,28 @@ class StepGraph:
     by the next call of the same signature, so use (or clone) them before calling
     again. In particular gradients a step leaves in ``.grad`` live in its graph's
     memory: return them and assign them before the optimiser step. Off CUDA, with
-    ``enabled=False``, for signatures beyond ``max_graphs``, or once a recording has
-    failed (an op that cannot be captured; a warning names it), calls run ``fn``
-    eagerly.
+    ``enabled=False`` or for signatures beyond ``max_graphs``, calls run ``fn``
+    eagerly. A failed recording (an op that cannot be captured) is tried again after
+    another warm-up, ``retries`` times: failures seen on a GPU came and went between
+    runs of the same program. After that, calls run ``fn`` eagerly and a warning names
+    the op (``recording_errors`` lists every failure).
 
     :param fn: the step, taking tensors (or ``None``) and returning tensors.
     :param name: the step's name, for the warning.
     :param enabled: whether to use graphs on CUDA inputs.
     :param warmup: eager calls per signature before recording (at least 1).
     :param max_graphs: most graphs kept (each holds its own GPU memory).
+    :param retries: recordings tried again after a failed one, before running eagerly for good.
     """
 
     def __init__(
-        self, fn: Callable[..., Any], name: str, enabled: bool = True, warmup: int = 3, max_graphs: int = 8
+        self, fn: Callable[..., Any], name: str, enabled: bool = True, warmup: int = 3, max_graphs: int = 8,
+        retries: int = 1,
     ) -> None:
         self.fn, self.name, self.enabled, self.warmup = fn, name, enabled, max(int(warmup), 1)
-        self.max_graphs = max_graphs
+        self.max_graphs, self.retries = max_graphs, max(int(retries), 0)
         self.failure: str | None = None
+        self.recording_errors: list[str] = []
         self._seen: dict[Signature, int] = {}
         self._graphs: dict[Signature, tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor | None, ...], Any]] = {}
         self._streams: dict[torch.device, torch.cuda.Stream] = {}
@@ -142,11 +147,16 @@ class StepGraph:
         except RuntimeError as err:
             # The op that broke the capture raised first; capture_end's error follows it.
             first = err.__context__ if isinstance(err.__context__, Exception) else err
-            self.failure = f"{type(first).__name__}: {first}"
+            self.recording_errors.append(f"{type(first).__name__}: {first}")
             torch.cuda.synchronize(device)
+            if len(self.recording_errors) <= self.retries:
+                self._seen[key] = 0  # warm up again, then record again
+                return None
+            self.failure = self.recording_errors[-1]
             warnings.warn(
-                f"Could not record the {self.name} step as a CUDA graph ({self.failure.splitlines()[0]}); it runs "
-                "eagerly from now on (slower, same results). PWM(..., cuda_graphs=False) skips the attempt.",
+                f"Could not record the {self.name} step as a CUDA graph ({self.failure.splitlines()[0]}; "
+                f"{len(self.recording_errors)} tries); it runs eagerly from now on (slower, same results). "
+                "PWM(..., cuda_graphs=False) skips the attempt.",
                 RuntimeWarning,
                 stacklevel=3,
             )
