@@ -8,8 +8,8 @@ from importlib.util import find_spec
 import numpy as np
 import pytest
 
-# Only where dm_control is installed: set for the whole test process, EGL breaks MuJoCo's import on
-# machines without EGL libraries, whose other tests need no rendering.
+# dm_control renders headless through EGL. The setting holds for the whole test process, and
+# MuJoCo's import fails with it where EGL is missing, so set it only where dm_control is installed.
 if find_spec("dm_control") is not None:
     os.environ.setdefault("MUJOCO_GL", "egl")
 shimmy = pytest.importorskip("shimmy", reason="install the 'dmc' extra for dm_control tasks")

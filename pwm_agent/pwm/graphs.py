@@ -64,8 +64,8 @@ class StepGraph:
     ``enabled=False`` or for signatures beyond ``max_graphs``, calls run ``fn``
     eagerly. A failed recording (an op that cannot be captured) is tried again after
     another warm-up, ``retries`` times: failures seen on a GPU came and went between
-    runs of the same program. After that, calls run ``fn`` eagerly and a warning names
-    the op (``recording_errors`` lists every failure).
+    runs of the same program. After that, calls run ``fn`` eagerly and a warning gives
+    the last error (``recording_errors`` lists every failure).
 
     :param fn: the step, taking tensors (or ``None``) and returning tensors.
     :param name: the step's name, for the warning.

@@ -244,12 +244,14 @@ class PWM(OffPolicyAlgorithm):
         self.policy.dict_observation_space = self._dict_observation_space
         self.policy.cuda_graphs = self.update_config.cuda_graphs
         self.updater = Updater(self.policy, self.update_config, self.lr_schedule(1.0), self.model_learning_rate)
+        self._warned_partial_fallback = False  # _sample_windows warns once per agent
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "updater.actor_optimizer", "updater.critic_optimizer", "updater.model_optimizer"], []
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "updater", "update_config", "_raw_last_obs"]
+        return [*super()._excluded_save_params(), "updater", "update_config", "_raw_last_obs",
+                "_warned_partial_fallback"]
 
     # --------------------------------------------------------------- learning
     def learn(
@@ -310,7 +312,7 @@ class PWM(OffPolicyAlgorithm):
         except NoValidWindowError as err:
             if buffer.partial_windows:
                 raise
-            if not getattr(self, "_warned_partial_fallback", False):
+            if not self._warned_partial_fallback:
                 self._warned_partial_fallback = True
                 warnings.warn(
                     f"{err} Until one is stored, PWM samples windows that run past episode ends "
