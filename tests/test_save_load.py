@@ -372,7 +372,8 @@ def test_learning_rate_schedules_round_trip(tmp_path):
     from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule
 
     for schedule, expected in ((LinearSchedule(1e-3, 1e-4, 0.5), 5.5e-4), (ConstantSchedule(3e-4), 3e-4)):
-        model = PWM("MlpPolicy", "Pendulum-v1", learning_rate=schedule, seed=0, **tiny_kwargs())
+        model = PWM("MlpPolicy", "Pendulum-v1", learning_rate=schedule, learning_rate_final=None, seed=0,
+                    **tiny_kwargs())
         model.save(tmp_path / "sched.zip")
         loaded = PWM.load(tmp_path / "sched.zip")
         assert loaded.lr_schedule(0.75) == pytest.approx(expected)
@@ -405,3 +406,44 @@ def test_rl_zoo3_style_linear_schedule_is_saved_exactly(tmp_path):
     model = PWM("MlpPolicy", "Pendulum-v1", learning_rate=SimpleLinearSchedule(4e-4), **tiny_kwargs())
     model.save(tmp_path / "zoo.zip")
     assert PWM.load(tmp_path / "zoo.zip").lr_schedule(0.25) == pytest.approx(1e-4)
+
+
+def test_numpy_scalar_hyperparameters_round_trip(tmp_path):
+    # values from a NumPy sweep are saved as plain numbers
+    model = PWM("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs(gamma=np.float32(0.98), batch_size=np.int64(8)))
+    model.save(tmp_path / "np.zip")
+    loaded = PWM.load(tmp_path / "np.zip")
+    assert loaded.gamma == pytest.approx(0.98) and loaded.batch_size == 8
+    assert isinstance(loaded.batch_size, int)
+
+
+class WindowCountingBuffer(SequenceReplayBuffer):
+    """A user's buffer subclass (defined in the test module, importable by name)."""
+
+
+def test_custom_replay_buffer_class_is_saved_by_name_and_passed_back(tmp_path):
+    model = PWM("MlpPolicy", "Pendulum-v1", seed=0, replay_buffer_class=WindowCountingBuffer, **tiny_kwargs())
+    model.save(tmp_path / "buf.zip")
+    config = json.loads(zipfile.ZipFile(tmp_path / "buf.zip").read(CONFIG_ENTRY))
+    assert config["hyperparameters"]["replay_buffer_class"] == {
+        "class": f"{__name__}.WindowCountingBuffer"
+    }
+    with pytest.raises(ValueError, match="replay_buffer_class=<that class>"):
+        PWM.load(tmp_path / "buf.zip")
+    loaded = PWM.load(tmp_path / "buf.zip", env=gym.make("Pendulum-v1"), replay_buffer_class=WindowCountingBuffer)
+    assert isinstance(loaded.replay_buffer, WindowCountingBuffer)
+    assert_same_predictions(model, loaded)
+
+
+def test_constant_schedule_decays_like_a_float(tmp_path):
+    # rl-zoo3 hands a number from its YAML over as SB3's ConstantSchedule
+    from stable_baselines3.common.utils import ConstantSchedule
+
+    model = PWM("MlpPolicy", "Pendulum-v1", learning_rate=ConstantSchedule(4e-4), learning_rate_final=1e-4,
+                **tiny_kwargs())
+    assert model.lr_schedule(0.5) == pytest.approx(2.5e-4)
+    model.save(tmp_path / "const.zip")
+    assert PWM.load(tmp_path / "const.zip").lr_schedule(0.5) == pytest.approx(2.5e-4)
+    constant = PWM("MlpPolicy", "Pendulum-v1", learning_rate=ConstantSchedule(4e-4), learning_rate_final=None,
+                   **tiny_kwargs())
+    assert constant.lr_schedule(0.5) == pytest.approx(4e-4)

@@ -38,6 +38,8 @@ def check_hyperparameters(
     """Reject settings that cannot work before any env is built."""
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 (windows per update), got {batch_size}.")
     if nan_policy not in ("raise", "skip"):
         raise ValueError(f"nan_policy must be 'raise' or 'skip', got {nan_policy!r}.")
     for name, value in (("model_iterations", model_iterations), ("critic_iterations", critic_iterations)):

@@ -15,10 +15,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutReturn, Schedule
-from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 
 from pwm_agent.buffers import NoValidWindowError, SequenceReplayBuffer, WindowBatch
+from pwm_agent.common.schedules import decaying_schedule
 from pwm_agent.envs.wrappers import flat_box
 from pwm_agent.planning import MPPIConfig, MPPIPlanner
 from pwm_agent.datasets.dataset import OfflineDataset
@@ -49,9 +49,11 @@ class PWM(OffPolicyAlgorithm):
     :param env: an env id, a ``gymnasium.Env``, an SB3 ``VecEnv`` or a
         ``gymnasium.vector.VectorEnv``; ``None`` to load a model for prediction only.
     :param learning_rate: actor and critic learning rate, or an SB3 schedule.
-    :param learning_rate_final: when ``learning_rate`` is a float, decay it linearly
+    :param learning_rate_final: when ``learning_rate`` is a float (or SB3's
+        ``ConstantSchedule``, which rl-zoo3 makes of a number in its YAML), decay it linearly
         to this value over training (SB3's progress: over each ``learn()`` call, or over
-        the whole run with ``reset_num_timesteps=False``); ``None``: constant.
+        the whole run with ``reset_num_timesteps=False``); ``None``: constant. Any other
+        schedule is used as it is and this value is ignored.
     :param model_learning_rate: world-model learning rate.
     :param buffer_size: replay capacity in transitions (over all envs).
     :param learning_starts: env steps of random actions before training; at least
@@ -166,6 +168,7 @@ class PWM(OffPolicyAlgorithm):
         self._init_kwargs = {k: v for k, v in locals().items() if k not in _NOT_SAVED_ARGS}
         if replay_buffer_class is SequenceReplayBuffer:
             self._init_kwargs["replay_buffer_class"] = None
+        serialization.check_saveable(self._init_kwargs, policy_kwargs)
         super().__init__(
             policy,
             env,  # type: ignore[arg-type]
@@ -234,10 +237,11 @@ class PWM(OffPolicyAlgorithm):
         return checks.wrap_env(env, verbose, monitor_wrapper, OffPolicyAlgorithm._wrap_env)
 
     def _setup_lr_schedule(self) -> None:
-        if callable(self.learning_rate) or self.learning_rate_final is None:
+        schedule = decaying_schedule(self.learning_rate, self.learning_rate_final)
+        if schedule is None:
             super()._setup_lr_schedule()
         else:
-            self.lr_schedule = LinearSchedule(float(self.learning_rate), float(self.learning_rate_final), 1.0)
+            self.lr_schedule = schedule
 
     def _setup_model(self) -> None:
         super()._setup_model()

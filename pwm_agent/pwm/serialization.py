@@ -18,6 +18,7 @@ import warnings
 import zipfile
 from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
 import torch
 from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.common.utils import (
@@ -28,12 +29,15 @@ from stable_baselines3.common.utils import (
     get_device,
 )
 
+from pwm_agent.common.schedules import constant_value
 from pwm_agent.common.spaces_json import space_from_dict, space_to_dict
 
 if TYPE_CHECKING:
     from pwm_agent.pwm.pwm import PWM
 
-__all__ = ["CONFIG_ENTRY", "atomic_save", "read_archive", "safe_load", "space_from_dict", "space_to_dict"]
+__all__ = [
+    "CONFIG_ENTRY", "atomic_save", "check_saveable", "read_archive", "safe_load", "space_from_dict", "space_to_dict",
+]
 
 CONFIG_ENTRY = "pwm_config.json"
 FORMAT_VERSION = 1
@@ -96,7 +100,19 @@ def schedule_from_json(value: float | dict[str, Any]) -> float | LinearSchedule 
     raise ValueError(f"Unknown learning-rate schedule {value!r} in the PWM save.")
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with NumPy scalars as Python numbers and tuples as lists (as JSON stores them)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
 def _json_ready(name: str, value: Any) -> Any:
+    value = _plain(value)
     try:
         json.dumps(value)
     except (TypeError, ValueError):
@@ -108,12 +124,42 @@ def _json_ready(name: str, value: Any) -> Any:
     return value
 
 
+def _class_to_json(value: type | None) -> dict[str, str] | None:
+    """A class argument (``replay_buffer_class``) is stored by name only: loading never imports it."""
+    return None if value is None else {"class": f"{value.__module__}.{value.__qualname__}"}
+
+
+def check_saveable(hyper: dict[str, Any], policy_kwargs: dict[str, Any] | None) -> None:
+    """Raise now, not at the first ``save()`` (possibly deep into training, from a
+    callback), if a constructor argument could not be written to the JSON config.
+    Learning-rate schedules are exempt: they are saved as well as they can be."""
+    for name, value in hyper.items():
+        if name == "learning_rate" and callable(value):
+            continue
+        _json_ready(name, _class_to_json(value) if name == "replay_buffer_class" else value)
+    _json_ready("policy_kwargs", policy_kwargs or {})
+
+
+def _saved_class(name: str, value: Any, overrides: dict[str, Any]) -> Any:
+    """The class a save names for ``name``: it must come back through ``overrides``."""
+    if not isinstance(value, dict) or name in overrides:
+        return overrides.get(name, value)
+    raise ValueError(
+        f"The agent was saved with {name}={value['class']}. Files never import code, so pass the class "
+        f"again: PWM.load(path, {name}=<that class>)."
+    )
+
+
 def make_config(model: PWM) -> dict[str, Any]:
     """The ``pwm_config.json`` content of ``model``."""
     from pwm_agent import __version__
 
     hyper = dict(model._init_kwargs)
+    if constant_value(hyper["learning_rate"]) is None and "learning_rate_final" in hyper:
+        hyper["learning_rate_final"] = None  # a schedule ignores it; keep a stored constant constant
     hyper["learning_rate"] = schedule_to_json(hyper["learning_rate"])
+    if "replay_buffer_class" in hyper:
+        hyper["replay_buffer_class"] = _class_to_json(hyper["replay_buffer_class"])
     hyper = {k: _json_ready(k, v) for k, v in hyper.items()}
     return {
         "format": "pwm_agent",
@@ -222,6 +268,8 @@ def safe_load(
     if saved != expected:
         raise ValueError(f"The file holds a {saved} agent, not a {expected} one: load it with {saved}.load.")
     hyper = {**config["hyperparameters"], **overrides}
+    if "replay_buffer_class" in hyper:
+        hyper["replay_buffer_class"] = _saved_class("replay_buffer_class", hyper["replay_buffer_class"], overrides)
     if "learning_rate" not in overrides:
         hyper["learning_rate"] = schedule_from_json(hyper["learning_rate"])
     if isinstance(hyper.get("train_freq"), list):  # JSON has no tuples

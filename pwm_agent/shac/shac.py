@@ -12,9 +12,10 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import LinearSchedule, get_device, safe_mean
+from stable_baselines3.common.utils import get_device, safe_mean
 from stable_baselines3.common.vec_env import VecEnv
 
+from pwm_agent.common.schedules import constant_value, decaying_schedule
 from pwm_agent.envs.diffsim import DiffSimVectorEnv, check_differentiable_env, is_differentiable_env, make_diffsim
 from pwm_agent.envs.vector import GymnasiumVecEnv
 from pwm_agent.pwm import serialization
@@ -43,8 +44,9 @@ class SHAC(BaseAlgorithm):
         an env gives an agent for prediction only.
     :param learning_rate: actor learning rate, or an SB3 schedule.
     :param critic_learning_rate: critic learning rate.
-    :param learning_rate_final: when ``learning_rate`` is a float, both rates decay
-        linearly to this value over training (SHAC's schedule); ``None``: constant.
+    :param learning_rate_final: when ``learning_rate`` is a float (or SB3's
+        ``ConstantSchedule``), both rates decay linearly to this value over training
+        (SHAC's schedule); ``None``: constant. Ignored with any other schedule.
     :param horizon: rollout length ``T`` of one actor update (SHAC: 32).
     :param gamma: discount factor.
     :param gae_lambda: TD(lambda) parameter of the critic targets.
@@ -91,6 +93,7 @@ class SHAC(BaseAlgorithm):
         _check_rates(gamma, gae_lambda, betas, learning_rate_final)
         self._init_kwargs = {k: v for k, v in locals().items() if k not in _NOT_SAVED_ARGS}
         self._init_kwargs["betas"] = list(betas)
+        serialization.check_saveable(self._init_kwargs, policy_kwargs)
         if env is None and _init_setup_model:
             raise ValueError("SHAC needs an env: pass a differentiable env or a task name such as 'CartPoleSwingUp' "
                              "(env=None is for SHAC.load, to predict without an env).")
@@ -132,10 +135,11 @@ class SHAC(BaseAlgorithm):
         )
 
     def _setup_lr_schedule(self) -> None:
-        if callable(self.learning_rate) or self.learning_rate_final is None:
+        schedule = decaying_schedule(self.learning_rate, self.learning_rate_final)
+        if schedule is None:
             super()._setup_lr_schedule()
         else:
-            self.lr_schedule = LinearSchedule(float(self.learning_rate), float(self.learning_rate_final), 1.0)
+            self.lr_schedule = schedule
 
     def _setup_model(self) -> None:
         self._setup_lr_schedule()
@@ -243,7 +247,7 @@ class SHAC(BaseAlgorithm):
     def _update_rates(self) -> None:
         progress = self._current_progress_remaining
         actor_lr = self.lr_schedule(progress)
-        if callable(self.learning_rate):  # a user schedule: the critic follows its ratio
+        if constant_value(self.learning_rate) is None:  # a user schedule: the critic follows its ratio
             start = self.lr_schedule(1.0)
             critic_lr = self.critic_learning_rate * (actor_lr / start if start > 0 else 1.0)
         elif self.learning_rate_final is None:
