@@ -49,7 +49,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _agent_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="start from this saved PWM agent (.zip) instead of a new one")
-    parser.add_argument("--pwm-kwargs", type=_json_dict, default={}, help="JSON of PWM constructor arguments")
+    parser.add_argument("--pwm-kwargs", type=_json_dict, default={}, help="JSON of PWM constructor arguments (with --model: overrides of the saved ones)")
     parser.add_argument("--tensorboard-log", default=None, help="TensorBoard log folder")
     parser.add_argument("--out", required=True, help="where to save the agent (.zip)")
 
@@ -149,16 +149,16 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def _agent(args: argparse.Namespace, data: Any = None, env: Any = None) -> Any:
     from pwm_agent import PWM
 
+    # --pwm-kwargs wins over the options every command has; with --model they override the save.
+    kwargs = {"tensorboard_log": args.tensorboard_log, "verbose": args.verbose, **args.pwm_kwargs}
+    if args.seed is not None or not args.model:
+        kwargs.setdefault("seed", args.seed)
     if args.model:
-        return PWM.load(args.model, env=env, device=args.device, tensorboard_log=args.tensorboard_log,
-                        verbose=args.verbose)
-    kwargs = dict(args.pwm_kwargs)
-    kwargs.setdefault("seed", args.seed)
+        return PWM.load(args.model, env=env, device=args.device, **kwargs)
     if env is None:
         obs_space, action_space = data.spaces()
         kwargs.update(observation_space=obs_space, action_space=action_space)
-    return PWM("MlpPolicy", env, device=args.device, tensorboard_log=args.tensorboard_log,
-               verbose=args.verbose, **kwargs)
+    return PWM("MlpPolicy", env, device=args.device, **kwargs)
 
 
 def _task(value: str | None) -> str | int | None:

@@ -38,7 +38,9 @@ def test_collect_pretrain_extract_train_evaluate(tmp_path: Path, capsys: pytest.
     policy = tmp_path / "policy.zip"
     assert main(["extract", "--model", str(model), "--data", str(data), "--gradient-steps", "10", "--eval-env",
                  "Pendulum-v1", "--eval-freq", "5", "--eval-episodes", "1", "--out", str(policy),
-                 "--keep-best", "--actor-ema-decay", "0.9", "--verbose", "0", "--no-progress"]) == 0
+                 "--keep-best", "--actor-ema-decay", "0.9", "--verbose", "0", "--no-progress",
+                 "--pwm-kwargs", '{"bc_coef": 0.25}']) == 0
+    assert PWM.load(policy).update_config.bc_coef == 0.25  # --pwm-kwargs override the loaded agent's
     printed = capsys.readouterr().out
     assert "last evaluation" in printed and "kept the best" in printed
     online = tmp_path / "online.zip"

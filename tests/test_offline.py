@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
 from conftest import recording_logger
 from pwm_agent import PWM, datasets
 from pwm_agent.datasets import DatasetError
+from pwm_agent.pwm import OfflineCheckpointCallback
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +192,18 @@ def test_callback_stops_and_checkpoints_resume(pendulum_data: datasets.OfflineDa
         torch.testing.assert_close(a, b)
     resumed.pretrain_world_model(pendulum_data, 3)  # optimiser state restored: continues
     assert resumed._n_offline_updates == 18
+
+
+def test_offline_checkpoint_callback_names_files_by_gradient_steps(
+    pendulum_data: datasets.OfflineDataset, tiny: dict, tmp_path: Path
+) -> None:
+    agent = _agent(pendulum_data, tiny)
+    agent.pretrain_world_model(pendulum_data, 4, validation_fraction=0)
+    agent.extract_policy(pendulum_data, 6, callback=OfflineCheckpointCallback(3, str(tmp_path), verbose=0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rl_model_10_updates.zip", "rl_model_7_updates.zip"]
+    assert PWM.load(tmp_path / "rl_model_10_updates.zip")._n_offline_updates == 10
+    with pytest.warns(UserWarning, match="OfflineCheckpointCallback"):
+        agent.extract_policy(pendulum_data, 1, callback=CheckpointCallback(5, str(tmp_path / "sb3"), verbose=0))
 
 
 def test_offline_then_online(pendulum_data: datasets.OfflineDataset, tiny: dict) -> None:

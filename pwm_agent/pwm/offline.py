@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 from pwm_agent.buffers import WindowBatch
 from pwm_agent.datasets.dataset import OfflineDataset
 from pwm_agent.pwm.averaging import ActorAveraging
+from pwm_agent.pwm.callbacks import warn_env_step_callbacks
 from pwm_agent.pwm.distributed import GradientSync
 
 if TYPE_CHECKING:
@@ -82,6 +84,8 @@ def _make_callback(
 ) -> BaseCallback:
     """The user's ``callback`` (one, a list or ``None``) between ``before`` and ``extra``, initialised."""
     callbacks = list(callback) if isinstance(callback, list) else ([callback] if callback is not None else [])
+    for message in warn_env_step_callbacks(callbacks):
+        warnings.warn(message, UserWarning, stacklevel=4)
     merged = CallbackList([*(before or []), *callbacks, *extra])
     merged.init_callback(model)
     return merged

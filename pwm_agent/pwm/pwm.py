@@ -484,7 +484,7 @@ class PWM(OffPolicyAlgorithm):
         :param callback: SB3 callback(s); ``on_step`` runs after every gradient step
             (``n_calls`` counts them) and returning ``False`` stops.
         :param progress_bar: show a progress bar over gradient steps.
-        :return: the last held-out metrics (``loss``, ``consistency``, ``reward``, ...).
+        :return: the last held-out metrics (``loss``, ``consistency_loss``, ``reward_loss``, ``termination_loss``).
 
         Training metrics go to the SB3 logger under ``pretrain/`` every ``log_every``
         steps. A later :meth:`learn` or :meth:`extract_policy` continues from this model.
@@ -521,7 +521,8 @@ class PWM(OffPolicyAlgorithm):
             or ``None``.
         :param callback: SB3 callback(s), called after every gradient step. Offline
             training has no training env: use callbacks that do not need one
-            (``CheckpointCallback`` works; for evaluation use ``eval_env``).
+            (for checkpoints use :class:`~pwm_agent.pwm.OfflineCheckpointCallback`, which
+            names files by gradient steps; for evaluation use ``eval_env``).
         :param keep_best: with ``eval_env``, end with the weights that evaluated best
             (evaluated once more after the last step) instead of the last ones: extraction
             from a frozen model can peak and then drift as the actor exploits model errors.
