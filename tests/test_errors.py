@@ -7,6 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.env_util import make_vec_env
@@ -55,8 +56,12 @@ def test_discrete_actions():
     ids=["both", "one-side"],
 )
 def test_infinite_action_bounds(action_space):
-    with pytest.raises(ValueError, match="infinite bounds.*ClipAction"):
+    with pytest.raises(ValueError, match="infinite bounds.*TransformAction"):
         PWM("MlpPolicy", SpaceEnv(BOX_OBS, action_space), **tiny_kwargs())
+    # the wrapper the message recommends is accepted
+    finite = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    PWM("MlpPolicy", gym.wrappers.TransformAction(SpaceEnv(BOX_OBS, action_space), lambda a: a, finite),
+        **tiny_kwargs())
 
 
 @pytest.mark.parametrize(
@@ -72,6 +77,26 @@ def test_infinite_action_bounds(action_space):
 def test_unsupported_observation_spaces(observation_space):
     with pytest.raises(ValueError, match=r"flat Box observations.*FlattenObservation"):
         PWM("MlpPolicy", SpaceEnv(observation_space, BOX_ACT), **tiny_kwargs())
+
+
+@pytest.mark.parametrize(
+    ("policy_kwargs", "match"),
+    [
+        (dict(net_arch=[64, 64]), r"\['net_arch'\] are not arguments of PWMPolicy \(for net_arch use actor_arch"),
+        (dict(activation_fn=torch.nn.ReLU), "for activation_fn use activation='silu'"),
+        (dict(world_model_kwargs=dict(latent=32)), r"world_model_kwargs \['latent'\] are not WorldModelConfig fields"),
+        (dict(world_model=dict(latent_dim=32, widths=[8])), r"world_model \['widths'\] are not WorldModelConfig"),
+    ],
+)
+def test_unknown_policy_kwargs_name_the_accepted_ones(policy_kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        PWM("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs)
+
+
+def test_image_observations_report_the_envs_own_shape():
+    # SB3 transposes images to channels-first before PWM sees them; the message shows the user's shape
+    with pytest.raises(ValueError, match=r"\(32, 32, 3\).*Image observations are not supported"):
+        PWM("MlpPolicy", SpaceEnv(spaces.Box(0, 255, (32, 32, 3), np.uint8), BOX_ACT), **tiny_kwargs())
 
 
 def test_mlp_policy_with_dict_observations():

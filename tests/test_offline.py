@@ -58,7 +58,13 @@ def test_extract_policy_keeps_world_model_frozen(pendulum_data: datasets.Offline
     agent.pretrain_world_model(pendulum_data, 20)
     policy = agent.policy
     wm, actor, critic = _snapshot(policy.world_model), _snapshot(policy.actor), _snapshot(policy.critic)
+    logger, writer = recording_logger()
+    agent.set_logger(logger)
     evaluation = agent.extract_policy(pendulum_data, 20, eval_env="Pendulum-v1", eval_freq=10, n_eval_episodes=1)
+    # the extraction's learning rate is logged with its own metrics, decaying over the call
+    rates = writer.values("extract/learning_rate")
+    assert rates and rates[-1] == pytest.approx(agent.lr_schedule(1.0 - 19 / 20))
+    assert not writer.values("train/learning_rate")
     assert not _changed(wm, policy.world_model)
     assert _changed(actor, policy.actor) and _changed(critic, policy.critic)
     assert evaluation is not None and evaluation.steps == [10, 20] and len(evaluation.results) == 2

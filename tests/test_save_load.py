@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import pathlib
+import warnings
 import zipfile
 
 import cloudpickle
@@ -118,10 +119,13 @@ def test_continue_training_after_load(trained, tmp_path):
     model, path = trained
     loaded = PWM.load(path, env=gym.make("Pendulum-v1"))
     n_updates = loaded._n_updates
-    # The buffer was not saved: until horizon steps are stored, windows run past the
-    # newest step (masked), with a warning.
-    with pytest.warns(RuntimeWarning, match="holds no window of 4 consecutive transitions"):
+    # The buffer was not saved: the resumed run says how to load one, and until horizon
+    # steps are stored, windows run past the newest step (masked), with a warning.
+    with pytest.warns(RuntimeWarning) as caught:
         loaded.learn(60, reset_num_timesteps=False)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "with 0 transitions in the replay buffer" in messages and "agent.load_replay_buffer(path)" in messages
+    assert "holds no window of 4 consecutive transitions" in messages
     assert loaded.num_timesteps == 160
     assert loaded.replay_buffer.pos == 60
     assert loaded._n_updates == n_updates + 60  # from the first stored step on
@@ -338,7 +342,9 @@ def test_replay_buffer_round_trip(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a[:5], b[:5]))
     # Training on the loaded buffer starts at once: learning_starts is already passed.
     other.num_timesteps = model.num_timesteps
-    other.learn(10, reset_num_timesteps=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a loaded buffer: no warning about a lost one
+        other.learn(10, reset_num_timesteps=False)
     assert other._n_updates == 10
     assert other.replay_buffer.pos == 90
     # The new learn() call did not stitch its first step onto the loaded data.

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from typing import Any, Callable
 
 import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 from stable_baselines3.common.type_aliases import GymEnv
-from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize, VecTransposeImage
 
 from pwm_agent.buffers import SequenceReplayBuffer
 from pwm_agent.envs import GymnasiumVecEnv, VecFlattenObservation
 from pwm_agent.envs.wrappers import flat_box
+from pwm_agent.world_model import WorldModelConfig
+from pwm_agent.world_model.layers import ACTIVATIONS
 
 __all__ = [
     "check_action_space",
@@ -20,6 +24,7 @@ __all__ = [
     "check_spaces",
     "check_hyperparameters",
     "check_learning_starts",
+    "check_policy_kwargs",
     "finite_transitions",
     "zero_non_finite",
     "wrap_env",
@@ -87,8 +92,9 @@ def check_action_space(action_space: spaces.Space) -> None:
     if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
         raise ValueError(
             f"The action space {action_space} has infinite bounds; PWM squashes actions with tanh and "
-            "rescales them to the bounds. Clip the actions with a wrapper such as "
-            "gymnasium.wrappers.ClipAction after giving the space finite bounds."
+            "rescales them to the bounds. Declare the range the env really accepts, e.g. "
+            "gymnasium.wrappers.TransformAction(env, lambda a: a, gymnasium.spaces.Box(low, high, shape)) "
+            "(ClipAction does not help: it declares infinite bounds)."
         )
 
 
@@ -112,15 +118,16 @@ def _check_flat_box(obs_space: spaces.Space) -> None:
     if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
         raise ValueError(
             f"PWM supports flat Box observations (and Dict of Box, flattened), got {obs_space}. "
-            "Flatten the observations (gymnasium.wrappers.FlattenObservation); image observations "
-            "need a custom encoder."
+            "Flatten the observations (gymnasium.wrappers.FlattenObservation). Image observations are "
+            "not supported: PWM's encoder is an MLP, so give it state features instead of pixels."
         )
 
 
 def check_env_spaces(env: VecEnv, policy: Any) -> spaces.Dict | None:
     """Check the (wrapped) env's spaces; return the original ``Dict`` space if flattened."""
     check_action_space(env.action_space)
-    _check_flat_box(env.observation_space)
+    # SB3 transposes images to channels-first: report the space the user's env has.
+    _check_flat_box(env.venv.observation_space if isinstance(env, VecTransposeImage) else env.observation_space)
     dict_space = _find_dict_space(env)
     if dict_space is not None and _policy_name(policy) == "MlpPolicy":
         raise ValueError("You must use `MultiInputPolicy` when working with dict observation space, not MlpPolicy.")
@@ -168,3 +175,34 @@ def finite_transitions(obs: np.ndarray, next_obs: np.ndarray, rewards: np.ndarra
         & np.isfinite(next_obs).all(axis=-1)
         & np.isfinite(np.asarray(rewards, dtype=np.float64))
     )
+
+
+# SB3 policy_kwargs that PWM spells differently, with what to use instead.
+_SB3_POLICY_KWARGS = {
+    "net_arch": "actor_arch=[...] and critic_arch=[...] (hidden widths)",
+    "activation_fn": "activation='silu' (a name: " + ", ".join(sorted(ACTIVATIONS)) + ")",
+}
+
+
+def check_policy_kwargs(policy_class: type, policy_kwargs: dict[str, Any] | None) -> None:
+    """Unknown ``policy_kwargs`` (SB3's ``net_arch``, ...) and world-model fields raise
+    with the accepted names, before any network is built."""
+    kwargs = policy_kwargs or {}
+    accepted = set(inspect.signature(policy_class.__init__).parameters) - {
+        "self", "observation_space", "action_space", "lr_schedule",
+    }
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        hints = "; ".join(f"for {k} use {_SB3_POLICY_KWARGS[k]}" for k in unknown if k in _SB3_POLICY_KWARGS)
+        raise TypeError(
+            f"policy_kwargs {unknown} are not arguments of {policy_class.__name__}"
+            + (f" ({hints})" if hints else "")
+            + f". It takes: {sorted(accepted)}."
+        )
+    fields = {f.name for f in dataclasses.fields(WorldModelConfig)}
+    for name in ("world_model_kwargs", "world_model"):
+        value = kwargs.get(name)
+        if isinstance(value, dict) and set(value) - fields:
+            raise TypeError(
+                f"{name} {sorted(set(value) - fields)} are not WorldModelConfig fields; valid: {sorted(fields)}."
+            )

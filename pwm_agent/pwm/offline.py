@@ -16,7 +16,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
-from stable_baselines3.common.utils import configure_logger
+from stable_baselines3.common.utils import configure_logger, update_learning_rate
 from tqdm.auto import tqdm
 
 from pwm_agent.buffers import WindowBatch
@@ -319,7 +319,10 @@ def extract_policy(
     def step() -> None:
         # The actor/critic learning rate follows the agent's schedule over this call.
         model._current_progress_remaining = 1.0 - done[0] / max(gradient_steps, 1)
-        model._update_learning_rate(optimizers)
+        rate = model.lr_schedule(model._current_progress_remaining)
+        for optimizer in optimizers:
+            update_learning_rate(optimizer, rate)
+        model.logger.record("extract/learning_rate", rate)
         updater.update(sample(), sample, model_steps=model_steps)
         done[0] += 1
 

@@ -168,6 +168,9 @@ class PWM(OffPolicyAlgorithm):
         self._init_kwargs = {k: v for k, v in locals().items() if k not in _NOT_SAVED_ARGS}
         if replay_buffer_class is SequenceReplayBuffer:
             self._init_kwargs["replay_buffer_class"] = None
+        policy_class = self.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
+        if isinstance(policy_class, type):
+            checks.check_policy_kwargs(policy_class, policy_kwargs)
         serialization.check_saveable(self._init_kwargs, policy_kwargs)
         super().__init__(
             policy,
@@ -284,11 +287,26 @@ class PWM(OffPolicyAlgorithm):
         offline._require_one_task(self)
         env_will_reset = reset_num_timesteps or self._last_obs is None
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        self._warn_if_buffer_lost()
         if env_will_reset:
             self.replay_buffer.mark_episode_boundary()
             self._raw_last_obs = np.array(self._last_obs, copy=True)
             self._last_obs = self._finite_for_acting(self._last_obs)  # type: ignore[arg-type]
         return result
+
+    def _warn_if_buffer_lost(self) -> None:
+        """Training past ``learning_starts`` on a near-empty buffer (a loaded agent whose
+        buffer was not loaded) updates on a handful of steps: say how to avoid it."""
+        stored = self.replay_buffer.size() * self.n_envs
+        if self.num_timesteps >= self.learning_starts and stored < self.learning_starts:
+            warnings.warn(
+                f"Training resumes at {self.num_timesteps} env steps (past learning_starts={self.learning_starts}) "
+                f"with {stored} transitions in the replay buffer, which PWM.save does not store: updates start "
+                "at once on these few steps. Load the buffer first with agent.load_replay_buffer(path) (written "
+                "by save_replay_buffer or CheckpointCallback(save_replay_buffer=True)), or collect anew with "
+                "learn(..., reset_num_timesteps=True).",
+                RuntimeWarning, stacklevel=3,
+            )
 
     def train(self, gradient_steps: int, batch_size: int) -> None:
         """Run ``gradient_steps`` PWM updates (world model, actor, critics)."""
@@ -304,6 +322,7 @@ class PWM(OffPolicyAlgorithm):
             self._n_updates += 1
             if self._n_updates % self.log_every == 1 or self.log_every == 1:
                 self._record_metrics()
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")  # as SB3, every call
 
     def _sample_windows(self, batch_size: int) -> WindowBatch:
         """Windows of ``horizon`` steps; while every stored episode is shorter than that,
@@ -336,7 +355,6 @@ class PWM(OffPolicyAlgorithm):
     def _record_metrics(self) -> None:
         for key, value in self.updater.pop_metrics().items():
             self.logger.record(f"train/{key}", value)
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/skipped_transitions", self.skipped_transitions)
 
     def _store_transition(
