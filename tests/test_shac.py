@@ -220,6 +220,8 @@ def test_task_names_and_bad_input() -> None:
         SHAC("MlpPolicy", CartPoleSwingUp(num_envs=2), gamma=1.5)
     with pytest.raises(ValueError, match="horizon must be >= 1"):
         SHAC("MlpPolicy", CartPoleSwingUp(num_envs=2), horizon=0)
+    with pytest.raises(TypeError, match="for net_arch use actor_arch"):
+        SHAC("MlpPolicy", CartPoleSwingUp(num_envs=2), policy_kwargs=dict(net_arch=[8]))
     with pytest.raises(ValueError, match="SHAC needs an env"):
         SHAC("MlpPolicy", None)
 

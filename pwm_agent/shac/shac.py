@@ -19,6 +19,7 @@ from pwm_agent.common.schedules import constant_value, decaying_schedule
 from pwm_agent.envs.diffsim import DiffSimVectorEnv, check_differentiable_env, is_differentiable_env, make_diffsim
 from pwm_agent.envs.vector import GymnasiumVecEnv
 from pwm_agent.pwm import serialization
+from pwm_agent.pwm.checks import check_policy_kwargs
 from pwm_agent.shac.policies import MlpPolicy, SHACPolicy
 from pwm_agent.shac.rollout import Trajectory, critic_targets, differentiable_rollout, train_critic
 
@@ -93,6 +94,9 @@ class SHAC(BaseAlgorithm):
         _check_rates(gamma, gae_lambda, betas, learning_rate_final)
         self._init_kwargs = {k: v for k, v in locals().items() if k not in _NOT_SAVED_ARGS}
         self._init_kwargs["betas"] = list(betas)
+        policy_class = self.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
+        if isinstance(policy_class, type):
+            check_policy_kwargs(policy_class, policy_kwargs)
         serialization.check_saveable(self._init_kwargs, policy_kwargs)
         if env is None and _init_setup_model:
             raise ValueError("SHAC needs an env: pass a differentiable env or a task name such as 'CartPoleSwingUp' "
