@@ -150,15 +150,16 @@ def _agent(args: argparse.Namespace, data: Any = None, env: Any = None) -> Any:
     from pwm_agent import PWM
 
     # --pwm-kwargs wins over the options every command has; with --model they override the save.
-    kwargs = {"tensorboard_log": args.tensorboard_log, "verbose": args.verbose, **args.pwm_kwargs}
+    kwargs = {"device": args.device, "tensorboard_log": args.tensorboard_log, "verbose": args.verbose,
+              **args.pwm_kwargs}
     if args.seed is not None or not args.model:
         kwargs.setdefault("seed", args.seed)
     if args.model:
-        return PWM.load(args.model, env=env, device=args.device, **kwargs)
+        return PWM.load(args.model, env=env, **kwargs)
     if env is None:
         obs_space, action_space = data.spaces()
         kwargs.update(observation_space=obs_space, action_space=action_space)
-    return PWM("MlpPolicy", env, device=args.device, **kwargs)
+    return PWM("MlpPolicy", env, **kwargs)
 
 
 def _task(value: str | None) -> str | int | None:

@@ -93,6 +93,18 @@ def test_unknown_policy_kwargs_name_the_accepted_ones(policy_kwargs, match):
         PWM("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs)
 
 
+def test_policy_kwargs_of_a_forwarding_subclass_are_accepted():
+    class ExtraPolicy(PWMPolicy):
+        def __init__(self, *args, extra: int = 1, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.extra = extra
+
+    model = PWM(ExtraPolicy, "Pendulum-v1", policy_kwargs=dict(actor_arch=[16], extra=2))
+    assert model.policy.extra == 2
+    with pytest.raises(TypeError, match=r"\['actr_arch'\] are not arguments of ExtraPolicy"):
+        PWM(ExtraPolicy, "Pendulum-v1", policy_kwargs=dict(actr_arch=[16]))
+
+
 def test_image_observations_report_the_envs_own_shape():
     # SB3 transposes images to channels-first before PWM sees them; the message shows the user's shape
     with pytest.raises(ValueError, match=r"\(32, 32, 3\).*Image observations are not supported"):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
 
 from conftest import recording_logger
 from pwm_agent import PWM, datasets
@@ -208,8 +208,10 @@ def test_offline_checkpoint_callback_names_files_by_gradient_steps(
     agent.extract_policy(pendulum_data, 6, callback=OfflineCheckpointCallback(3, str(tmp_path), verbose=0))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rl_model_10_updates.zip", "rl_model_7_updates.zip"]
     assert PWM.load(tmp_path / "rl_model_10_updates.zip")._n_offline_updates == 10
-    with pytest.warns(UserWarning, match="OfflineCheckpointCallback"):
-        agent.extract_policy(pendulum_data, 1, callback=CheckpointCallback(5, str(tmp_path / "sb3"), verbose=0))
+    sb3_callback = CheckpointCallback(5, str(tmp_path / "sb3"))
+    for sb3_checkpoints in (sb3_callback, CallbackList([CheckpointCallback(5, str(tmp_path / "sb3"))])):
+        with pytest.warns(UserWarning, match="OfflineCheckpointCallback"):
+            agent.extract_policy(pendulum_data, 1, callback=sb3_checkpoints)
 
 
 def test_offline_then_online(pendulum_data: datasets.OfflineDataset, tiny: dict) -> None:

@@ -124,7 +124,8 @@ def test_continue_training_after_load(trained, tmp_path):
     with pytest.warns(RuntimeWarning) as caught:
         loaded.learn(60, reset_num_timesteps=False)
     messages = " ".join(str(w.message) for w in caught)
-    assert "with 0 transitions in the replay buffer" in messages and "agent.load_replay_buffer(path)" in messages
+    assert "with an empty replay buffer" in messages and "agent.load_replay_buffer(path)" in messages
+    assert any(w.filename == __file__ for w in caught)  # points at this learn() call
     assert "holds no window of 4 consecutive transitions" in messages
     assert loaded.num_timesteps == 160
     assert loaded.replay_buffer.pos == 60
@@ -435,7 +436,7 @@ def test_custom_replay_buffer_class_is_saved_by_name_and_passed_back(tmp_path):
         "class": f"{__name__}.WindowCountingBuffer"
     }
     with pytest.raises(ValueError, match="replay_buffer_class=<that class>"):
-        PWM.load(tmp_path / "buf.zip")
+        PWM.load(tmp_path / "buf.zip", env=gym.make("Pendulum-v1"))
     loaded = PWM.load(tmp_path / "buf.zip", env=gym.make("Pendulum-v1"), replay_buffer_class=WindowCountingBuffer)
     assert isinstance(loaded.replay_buffer, WindowCountingBuffer)
     assert_same_predictions(model, loaded)
@@ -453,3 +454,43 @@ def test_constant_schedule_decays_like_a_float(tmp_path):
     constant = PWM("MlpPolicy", "Pendulum-v1", learning_rate=ConstantSchedule(4e-4), learning_rate_final=None,
                    **tiny_kwargs())
     assert constant.lr_schedule(0.5) == pytest.approx(4e-4)
+
+
+def test_world_model_config_object_and_path_arguments_save(tmp_path):
+    from pwm_agent import WorldModelConfig
+
+    config = WorldModelConfig(latent_dim=16, enc_dims=(32,), mlp_dims=(32, 32), activation="silu")
+    model = PWM("MlpPolicy", "Pendulum-v1", seed=0, tensorboard_log=tmp_path / "runs",
+                policy_kwargs=dict(world_model=config, actor_arch=[16], critic_arch=[16]))
+    model.save(tmp_path / "cfg.zip")
+    loaded = PWM.load(tmp_path / "cfg.zip")
+    assert loaded.policy.wm_config == config and loaded.tensorboard_log == str(tmp_path / "runs")
+
+
+def test_constant_schedule_saved_by_older_versions_stays_constant(tmp_path):
+    # Files written before ConstantSchedule decayed hold {"schedule": "constant"} beside the
+    # default learning_rate_final: they load with the constant rate they trained with.
+    model = PWM("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs())
+    model.save(tmp_path / "new.zip")
+    config = json.loads(zipfile.ZipFile(tmp_path / "new.zip").read(CONFIG_ENTRY))
+    config["hyperparameters"].update(learning_rate={"schedule": "constant", "value": 4e-4}, learning_rate_final=1e-5)
+    rewrite_entry(tmp_path / "new.zip", tmp_path / "old.zip", CONFIG_ENTRY, json.dumps(config).encode())
+    assert PWM.load(tmp_path / "old.zip").lr_schedule(0.0) == pytest.approx(4e-4)
+    # an override of the rate (or of its end) at load decays as a float does
+    assert PWM.load(tmp_path / "old.zip", learning_rate=5e-4).lr_schedule(0.0) == pytest.approx(1e-5)
+
+
+def test_float_rate_given_at_load_decays_after_a_schedule(tmp_path):
+    from stable_baselines3.common.utils import LinearSchedule
+
+    model = PWM("MlpPolicy", "Pendulum-v1", learning_rate=LinearSchedule(1e-3, 1e-4, 1.0), **tiny_kwargs())
+    model.save(tmp_path / "lin.zip")
+    assert PWM.load(tmp_path / "lin.zip", learning_rate=5e-4).lr_schedule(0.0) == pytest.approx(1e-5)
+
+
+def test_custom_buffer_class_not_needed_to_predict(tmp_path):
+    model = PWM("MlpPolicy", "Pendulum-v1", seed=0, replay_buffer_class=WindowCountingBuffer, **tiny_kwargs())
+    model.save(tmp_path / "buf.zip")
+    with pytest.warns(UserWarning, match="loaded with the default class"):
+        loaded = PWM.load(tmp_path / "buf.zip")
+    assert_same_predictions(model, loaded)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
 
 __all__ = ["OfflineCheckpointCallback", "warn_env_step_callbacks"]
 
@@ -26,12 +26,16 @@ class OfflineCheckpointCallback(CheckpointCallback):
 
 
 def warn_env_step_callbacks(callbacks: list[BaseCallback]) -> list[str]:
-    """Messages for callbacks that count env steps (none pass offline): SB3's
-    ``CheckpointCallback`` would overwrite one file."""
-    return [
-        "CheckpointCallback names its files by env steps, which offline training does not take: every save "
-        "would overwrite the previous one. Use pwm_agent.pwm.OfflineCheckpointCallback (same arguments), "
-        "which names them by gradient steps."
-        for callback in callbacks
-        if type(callback) is CheckpointCallback
-    ]
+    """Messages for callbacks (also inside ``CallbackList``s) that count env steps, of
+    which offline training takes none: SB3's ``CheckpointCallback`` would overwrite one file."""
+    messages = []
+    for callback in callbacks:
+        if isinstance(callback, CallbackList):
+            messages += warn_env_step_callbacks(list(callback.callbacks))
+        elif type(callback) is CheckpointCallback:
+            messages.append(
+                "CheckpointCallback names its files by env steps, which offline training does not take: every "
+                "save would overwrite the previous one. Use pwm_agent.pwm.OfflineCheckpointCallback (same "
+                "arguments), which names them by gradient steps."
+            )
+    return messages

@@ -184,13 +184,26 @@ _SB3_POLICY_KWARGS = {
 }
 
 
+def _init_arguments(cls: type) -> set[str]:
+    """Keyword names ``cls(...)`` accepts: its ``__init__``'s, plus, while an ``__init__``
+    forwards ``**kwargs``, those of the next class up (a subclass ``__init__(self, *args,
+    extra=1, **kwargs)`` accepts its parent's names too)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
 def check_policy_kwargs(policy_class: type, policy_kwargs: dict[str, Any] | None) -> None:
     """Unknown ``policy_kwargs`` (SB3's ``net_arch``, ...) and world-model fields raise
     with the accepted names, before any network is built."""
     kwargs = policy_kwargs or {}
-    accepted = set(inspect.signature(policy_class.__init__).parameters) - {
-        "self", "observation_space", "action_space", "lr_schedule",
-    }
+    accepted = _init_arguments(policy_class) - {"self", "observation_space", "action_space", "lr_schedule"}
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
         hints = "; ".join(f"for {k} use {_SB3_POLICY_KWARGS[k]}" for k in unknown if k in _SB3_POLICY_KWARGS)

@@ -295,17 +295,16 @@ class PWM(OffPolicyAlgorithm):
         return result
 
     def _warn_if_buffer_lost(self) -> None:
-        """Training past ``learning_starts`` on a near-empty buffer (a loaded agent whose
-        buffer was not loaded) updates on a handful of steps: say how to avoid it."""
-        stored = self.replay_buffer.size() * self.n_envs
-        if self.num_timesteps >= self.learning_starts and stored < self.learning_starts:
+        """Training past ``learning_starts`` on an empty buffer (a loaded agent whose buffer
+        was not loaded) updates on the first few steps: say how to avoid it."""
+        if self.num_timesteps >= self.learning_starts and self.replay_buffer.size() == 0:
             warnings.warn(
                 f"Training resumes at {self.num_timesteps} env steps (past learning_starts={self.learning_starts}) "
-                f"with {stored} transitions in the replay buffer, which PWM.save does not store: updates start "
-                "at once on these few steps. Load the buffer first with agent.load_replay_buffer(path) (written "
-                "by save_replay_buffer or CheckpointCallback(save_replay_buffer=True)), or collect anew with "
+                "with an empty replay buffer (PWM.save does not store it): updates start at once on the first "
+                "few steps. Load the buffer first with agent.load_replay_buffer(path) (written by "
+                "save_replay_buffer or CheckpointCallback(save_replay_buffer=True)), or collect anew with "
                 "learn(..., reset_num_timesteps=True).",
-                RuntimeWarning, stacklevel=3,
+                RuntimeWarning, stacklevel=5,  # the user's learn() call
             )
 
     def train(self, gradient_steps: int, batch_size: int) -> None:

@@ -8,6 +8,7 @@ tensors; ``data`` is kept for SB3 tooling but never read.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import io
 import json
@@ -101,9 +102,14 @@ def schedule_from_json(value: float | dict[str, Any]) -> float | LinearSchedule 
 
 
 def _plain(value: Any) -> Any:
-    """``value`` with NumPy scalars as Python numbers and tuples as lists (as JSON stores them)."""
+    """``value`` as JSON stores it: NumPy scalars as Python numbers, tuples as lists,
+    dataclasses (a ``WorldModelConfig``) as dicts, paths as strings."""
     if isinstance(value, np.generic):
         return value.item()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -140,14 +146,17 @@ def check_saveable(hyper: dict[str, Any], policy_kwargs: dict[str, Any] | None) 
     _json_ready("policy_kwargs", policy_kwargs or {})
 
 
-def _saved_class(name: str, value: Any, overrides: dict[str, Any]) -> Any:
-    """The class a save names for ``name``: it must come back through ``overrides``."""
+def _saved_class(name: str, value: Any, overrides: dict[str, Any], needed: bool) -> Any:
+    """The class a save names for ``name``: it must come back through ``overrides`` to
+    train (``needed``); to predict, the default class stands in, with a warning."""
     if not isinstance(value, dict) or name in overrides:
         return overrides.get(name, value)
-    raise ValueError(
-        f"The agent was saved with {name}={value['class']}. Files never import code, so pass the class "
-        f"again: PWM.load(path, {name}=<that class>)."
-    )
+    fix = f"Files never import code, so pass the class again: PWM.load(path, {name}=<that class>)."
+    if needed:
+        raise ValueError(f"The agent was saved with {name}={value['class']}. {fix}")
+    warnings.warn(f"The agent was saved with {name}={value['class']}; it is loaded with the default "
+                  f"class, which serves predict(). To train with yours: {fix}", UserWarning, stacklevel=4)
+    return None
 
 
 def make_config(model: PWM) -> dict[str, Any]:
@@ -155,9 +164,11 @@ def make_config(model: PWM) -> dict[str, Any]:
     from pwm_agent import __version__
 
     hyper = dict(model._init_kwargs)
-    if constant_value(hyper["learning_rate"]) is None and "learning_rate_final" in hyper:
-        hyper["learning_rate_final"] = None  # a schedule ignores it; keep a stored constant constant
-    hyper["learning_rate"] = schedule_to_json(hyper["learning_rate"])
+    start = constant_value(hyper["learning_rate"])
+    if start is not None and hyper.get("learning_rate_final") is not None:
+        hyper["learning_rate"] = start  # a ConstantSchedule that decays is a float to the agent
+    else:
+        hyper["learning_rate"] = schedule_to_json(hyper["learning_rate"])
     if "replay_buffer_class" in hyper:
         hyper["replay_buffer_class"] = _class_to_json(hyper["replay_buffer_class"])
     hyper = {k: _json_ready(k, v) for k, v in hyper.items()}
@@ -268,8 +279,16 @@ def safe_load(
     if saved != expected:
         raise ValueError(f"The file holds a {saved} agent, not a {expected} one: load it with {saved}.load.")
     hyper = {**config["hyperparameters"], **overrides}
+    stored_rate = config["hyperparameters"].get("learning_rate")
+    if (
+        isinstance(stored_rate, dict) and stored_rate.get("schedule") == "constant"
+        and "learning_rate_final" in hyper and not {"learning_rate", "learning_rate_final"} & set(overrides)
+    ):
+        hyper["learning_rate_final"] = None  # a stored constant schedule stays constant (it never decayed)
     if "replay_buffer_class" in hyper:
-        hyper["replay_buffer_class"] = _saved_class("replay_buffer_class", hyper["replay_buffer_class"], overrides)
+        hyper["replay_buffer_class"] = _saved_class(
+            "replay_buffer_class", hyper["replay_buffer_class"], overrides, needed=env is not None
+        )
     if "learning_rate" not in overrides:
         hyper["learning_rate"] = schedule_from_json(hyper["learning_rate"])
     if isinstance(hyper.get("train_freq"), list):  # JSON has no tuples
