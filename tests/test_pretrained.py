@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from pwm_agent import PWM, datasets, load_world_model
+from pwm_agent.checkpoints import CheckpointError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHUNK = FIXTURES / "tdmpc2_chunks" / "chunk-tensordict-0.15.3.pt"
@@ -72,8 +73,13 @@ def test_new_task_gets_an_embedding_row(mt30_checkpoint: Path) -> None:
 
 
 def test_bad_tasks_and_envs_are_named(mt30_checkpoint: Path) -> None:
-    with pytest.raises(ValueError, match="not in the checkpoint's task set: pass `env`"):
+    with pytest.raises(ValueError, match="not in the checkpoint's task set. Did you mean 'cheetah-run'.*For a new task"):
         PWM.from_pretrained(mt30_checkpoint, task="cheetah-sprint")
+    with pytest.raises(ValueError, match="did you mean 'pendulum-swingup'"):
+        PWM.from_pretrained(mt30_checkpoint, task="Pendulum_Swingup", env="Pendulum-v1")
+    with pytest.warns(UserWarning, match="trained as a new task.*Did you mean 'pendulum-swingup'"):
+        typo = PWM.from_pretrained(mt30_checkpoint, task="pendulum-swingupp", env="Pendulum-v1", **SMALL)
+    assert typo.policy.world_model.bound_task == 30
     with pytest.raises(ValueError, match="has \\(3, 1\\).*pass the env of that task"):
         PWM.from_pretrained(mt30_checkpoint, task="pendulum-swingup", env="MountainCarContinuous-v0")
     with pytest.raises(ValueError, match="exceed the model's padded \\(24, 6\\)"):
@@ -82,6 +88,14 @@ def test_bad_tasks_and_envs_are_named(mt30_checkpoint: Path) -> None:
         PWM.from_pretrained(mt30_checkpoint, task=30)
     with pytest.raises(ValueError, match="Unknown task .nonsense."):
         PWM.from_pretrained(mt30_checkpoint, task="x", env="Pendulum-v1", task_init="nonsense")
+
+
+def test_single_task_checkpoint_has_no_task_to_pick(mt30_checkpoint: Path, tmp_path: Path) -> None:
+    blob = torch.load(mt30_checkpoint, map_location="cpu", weights_only=True)
+    blob["model"] = {k: v for k, v in blob["model"].items() if "_task_emb" not in k and "_action_masks" not in k}
+    torch.save(blob, tmp_path / "single.pt")
+    with pytest.raises(CheckpointError, match="single-task checkpoint.*load_world_model"):
+        PWM.from_pretrained(tmp_path / "single.pt", task="pendulum-swingup", env="Pendulum-v1")
 
 
 def test_multitask_pretraining_export_and_per_task_agents(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import warnings
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +13,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from pwm_agent.checkpoints import TDMPC2Checkpoint, load_checkpoint
+from pwm_agent.checkpoints import CheckpointError, TDMPC2Checkpoint, load_checkpoint
 from pwm_agent.envs.task_sets import TaskSpec, task_id
 from pwm_agent.world_model import WorldModel
 
@@ -38,9 +40,15 @@ def _spaces_for(spec: TaskSpec) -> tuple[spaces.Box, spaces.Box]:
     return obs, spaces.Box(-1.0, 1.0, (spec.action_dim,), np.float32)
 
 
-def _resolve_task(ckpt: TDMPC2Checkpoint, task: str | int) -> int | None:
-    """The task's id in the checkpoint, or ``None`` for a task it does not know."""
+def _resolve_task(ckpt: TDMPC2Checkpoint, task: str | int, path: Any) -> int | None:
+    """The task's id in the checkpoint, or ``None`` for a task it does not know (a new
+    task); a name close to a known one is taken for a typo and raises."""
     num_tasks = ckpt.world_model.config.num_tasks
+    if num_tasks == 0:
+        raise CheckpointError(
+            f"{os.fspath(path)}: a single-task checkpoint (no task embeddings), so there is no task to pick. "
+            "Use pwm_agent.load_world_model(path) for its world model, or pass a multi-task checkpoint."
+        )
     if isinstance(task, (int, np.integer)) and not isinstance(task, bool):
         task = int(task)
         if not 0 <= task < num_tasks:
@@ -48,9 +56,24 @@ def _resolve_task(ckpt: TDMPC2Checkpoint, task: str | int) -> int | None:
         return task
     if not isinstance(task, str):
         raise TypeError(f"task must be a task name or an integer id, got {type(task).__name__}.")
-    if ckpt.tasks is not None and task in [spec.name for spec in ckpt.tasks]:
+    names = [spec.name for spec in ckpt.tasks] if ckpt.tasks is not None else []
+    if task in names:
         return task_id(task, ckpt.tasks)
+    if _normalised(task) in map(_normalised, names):
+        raise ValueError(f"Task {task!r} is not in the checkpoint's task set; did you mean "
+                         f"{names[[_normalised(n) for n in names].index(_normalised(task))]!r}?")
     return None
+
+
+def _normalised(name: str) -> str:
+    return name.lower().replace("_", "-").replace(" ", "-")
+
+
+def _close_names(task: str | int, ckpt: TDMPC2Checkpoint) -> list[str]:
+    """Known task names close to an unknown ``task`` (a typo, or a new task's chosen name)."""
+    if not isinstance(task, str) or ckpt.tasks is None:
+        return []
+    return difflib.get_close_matches(_normalised(task), [spec.name for spec in ckpt.tasks], n=3, cutoff=0.8)
 
 
 def _add_task_row(wm: WorldModel, init: str | int, tasks: Any, action_dim: int) -> dict[str, torch.Tensor]:
@@ -83,15 +106,29 @@ def from_pretrained(
     """See :meth:`pwm_agent.PWM.from_pretrained`."""
     ckpt = load_checkpoint(path, map_location="cpu")
     wm = ckpt.world_model
-    tid = _resolve_task(ckpt, task)
+    tid = _resolve_task(ckpt, task, path)
     if env is not None:
         obs_space, act_space = _env_dims(env)
+        if tid is None and (close := _close_names(task, ckpt)):
+            warnings.warn(
+                f"Task {task!r} is not in the checkpoint's task set, so it is trained as a new task (a new "
+                f"embedding row). Did you mean {close[0]!r}? Pass a known name to use its embedding.",
+                UserWarning, stacklevel=3,
+            )
     elif tid is not None and ckpt.tasks is not None:
         obs_space, act_space = _spaces_for(ckpt.tasks[tid])
-    else:
+    elif tid is not None:
         raise ValueError(
-            f"Task {task!r} is not in the checkpoint's task set: pass `env` (its spaces define the task) and "
-            "optionally `task_init` ('mean' or a task name to copy the embedding from)."
+            f"The checkpoint has no task table (its task count matches neither MT30 nor MT80), so the spaces of "
+            f"task {task!r} are unknown: pass that task's `env`."
+        )
+    else:
+        close = _close_names(task, ckpt)
+        known = f" Did you mean {close[0]!r}?" if close else ""
+        known += f" It knows: {[spec.name for spec in ckpt.tasks]}." if ckpt.tasks is not None else ""
+        raise ValueError(
+            f"Task {task!r} is not in the checkpoint's task set.{known} For a new task pass `env` (its spaces "
+            "define the task) and optionally `task_init` ('mean' or a task name to copy the embedding from)."
         )
     obs_dim, act_dim = int(np.prod(obs_space.shape)), int(np.prod(act_space.shape))
     if tid is not None and ckpt.tasks is not None:
