@@ -12,7 +12,7 @@ import pytest
 from gymnasium import spaces
 from stable_baselines3 import SAC
 
-from pwm_agent import datasets
+from pwm_agent import PWM, datasets
 from pwm_agent.buffers import NoValidWindowError
 from pwm_agent.datasets import DatasetError, OfflineDataset
 
@@ -91,6 +91,25 @@ def test_bad_episodes_name_the_fix() -> None:
         OfflineDataset.from_episodes([ep, bad])
     data = OfflineDataset.from_episodes([ep, bad, ep], nan_policy="skip")
     assert data.num_episodes == 2 and data.skipped_episodes == 1
+    with pytest.raises(DatasetError, match="episode 1 has observation/action widths \(4, 2\), episode 0 had \(3, 2\)"):
+        OfflineDataset.from_episodes([ep, _episode(4, 1, obs_dim=4)])
+    with pytest.raises(DatasetError, match="space Box.* holds 4 values but the data's observations have 3"):
+        OfflineDataset.from_episodes([ep], spaces.Box(-1, 1, (4,)), ACTION_SPACE)
+
+
+def test_non_finite_data_built_directly_is_refused(tmp_path: Path, tiny: dict) -> None:
+    # arrays handed to OfflineDataset directly skip from_episodes' check: training and saving check
+    good = _dataset([6, 6])
+    rewards = good.rewards.copy()
+    rewards[7] = np.inf
+    data = OfflineDataset(good.observations, good.actions, rewards, good.terminations, good.truncations,
+                          good.episode_lengths, observation_space=OBS_SPACE, action_space=ACTION_SPACE)
+    agent = PWM("MlpPolicy", None, observation_space=OBS_SPACE, action_space=ACTION_SPACE, **tiny)
+    with pytest.raises(DatasetError, match="episode 1 holds NaN or inf in `rewards`"):
+        agent.pretrain_world_model(data, 1)
+    with pytest.raises(DatasetError, match="episode 1 holds NaN or inf"):
+        datasets.save_arrays(data, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_space_checks() -> None:

@@ -43,7 +43,9 @@ def is_array_dataset(path: str | os.PathLike[str]) -> bool:
 
 
 def save_arrays(dataset: OfflineDataset, path: str | os.PathLike[str]) -> Path:
-    """Write ``dataset`` to folder ``path`` (atomically: built beside it, then moved)."""
+    """Write ``dataset`` to folder ``path`` (atomically: built beside it, then moved).
+    Data with NaN/inf raises :class:`DatasetError` (the folder would not load)."""
+    dataset.check_finite()
     sizes = (dataset.num_transitions, dataset.num_episodes, dataset.observation_dim, dataset.action_dim)
 
     def episodes() -> Iterator[dict[str, Any]]:

@@ -46,6 +46,7 @@ class OfflineDataset:
     source: str = "<memory>"
     skipped_episodes: int = 0
     _offsets: np.ndarray = field(init=False, repr=False)
+    _finite: bool = field(init=False, repr=False, default=False)  # check_finite passed
 
     def __post_init__(self) -> None:
         self.episode_lengths = np.asarray(self.episode_lengths, dtype=np.int64)
@@ -74,8 +75,17 @@ class OfflineDataset:
             raise ValueError(f"nan_policy must be 'raise' or 'skip', got {nan_policy!r}.")
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "rew", "term", "trunc")}
         lengths, tasks, skipped = [], [], 0
+        first: tuple[int, tuple[int, ...]] | None = None  # (episode, obs and action widths)
         for index, episode in enumerate(episodes):
             ep = _episode_arrays(episode, index, source)
+            widths = (*ep["obs"].shape[1:], *ep["act"].shape[1:])
+            first = first or (index, widths)
+            if widths != first[1]:
+                raise DatasetError(
+                    f"{source}: episode {index} has observation/action widths {widths}, episode {first[0]} had "
+                    f"{first[1]}. Episodes of one dataset share their spaces: load one task at a time, or pad "
+                    "them to common widths."
+                )
             if not all(np.isfinite(ep[k]).all() for k in ("obs", "act", "rew")):
                 if nan_policy == "raise":
                     raise DatasetError(
@@ -91,7 +101,7 @@ class OfflineDataset:
         if not lengths:
             raise DatasetError(f"{source}: no usable episode (read {skipped} with NaN/inf values, skipped).")
         task_array = np.asarray(tasks, dtype=np.int64)
-        return cls(
+        data = cls(
             observations=np.concatenate(parts["obs"]),
             actions=np.concatenate(parts["act"]),
             rewards=np.concatenate(parts["rew"]),
@@ -104,6 +114,8 @@ class OfflineDataset:
             source=source,
             skipped_episodes=skipped,
         )
+        data._finite = True  # every kept episode was checked above
+        return data
 
     def _check_shapes(self) -> None:
         n, e = int(self._offsets[-1]), len(self.episode_lengths)
@@ -129,6 +141,13 @@ class OfflineDataset:
             raise DatasetError(f"{self.source}: `tasks` must hold one id per episode ({e}), got {self.tasks.shape}.")
         if (self.episode_lengths < 1).any():
             raise DatasetError(f"{self.source}: episode {int(np.argmin(self.episode_lengths))} has no transition.")
+        for name, space, array in (("observation", self.observation_space, self.observations),
+                                   ("action", self.action_space, self.actions)):
+            if space is not None and int(np.prod(space.shape)) != array.shape[1]:
+                raise DatasetError(
+                    f"{self.source}: the {name} space {space} holds {int(np.prod(space.shape))} values but the "
+                    f"data's {name}s have {array.shape[1]}; give the space of the env the data came from."
+                )
 
     # --------------------------------------------------------------- queries
     @property
@@ -216,7 +235,10 @@ class OfflineDataset:
 
     def check_finite(self, chunk: int = 1 << 20) -> None:
         """Raise :class:`DatasetError` naming the first episode with NaN/inf (scanned in chunks,
-        so memory-mapped data is checked without loading it)."""
+        so memory-mapped data is checked without loading it). A dataset found clean is not
+        scanned again."""
+        if self._finite:
+            return
         for name in ("observations", "actions", "rewards"):
             array = getattr(self, name)
             for start in range(0, len(array), chunk):
@@ -231,6 +253,7 @@ class OfflineDataset:
                         f"{self.source}: episode {ep} holds NaN or inf in `{name}`. Clean the data, or load it "
                         "in memory with nan_policy='skip' to drop such episodes."
                     )
+        self._finite = True
 
     def check_actions(self, action_space: spaces.Box, chunk: int = 1 << 20) -> None:
         """Raise if any action lies outside ``action_space`` (checked in chunks)."""

@@ -115,7 +115,8 @@ def convert_minari(
     """
     storage, data_path, metadata, obs_space = _open_minari(path_or_id)
     total = int(metadata["total_episodes"])
-    sizes = (int(metadata["total_steps"]), total, int(obs_space.shape[0]), int(storage.action_space.shape[0]))
+    sizes = (int(metadata["total_steps"]), total, int(np.prod(obs_space.shape)),
+             int(np.prod(storage.action_space.shape)))
 
     def checked() -> Iterator[dict[str, Any]]:
         for index, ep in enumerate(_read_episodes(storage, total, storage.observation_space, data_path, chunk_episodes)):
@@ -192,6 +193,7 @@ def save_minari(
         )
     if dataset.observation_space is None or dataset.action_space is None:
         raise DatasetError("The dataset has no spaces: build it with observation_space and action_space.")
+    dataset.check_finite()
     buffers = []
     for index in range(dataset.num_episodes):
         ep = dataset.episode(index)

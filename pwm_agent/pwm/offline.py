@@ -59,6 +59,7 @@ def _prepare(model: PWM, data: OfflineDataset, tb_log_name: str) -> None:
             "load the data of the agent's task (datasets.load(path, task=...))."
         )
     data.check_spaces(model.observation_space, model.action_space)
+    data.check_finite()
     if data.num_windows(model.horizon) == 0:
         raise ValueError(
             f"{data.source}: no episode has {model.horizon} transitions (the agent's horizon); "
