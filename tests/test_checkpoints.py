@@ -91,6 +91,10 @@ def test_partial_and_broken_files_are_named(tmp_path: Path) -> None:
     partial = {k: v for k, v in state.items() if not k.startswith("_dynamics.1.")}
     with pytest.raises(CheckpointError, match="current TD-MPC2 layout. Missing: \\['_dynamics.1.weight', '_dynamics.1.bias'"):
         load_checkpoint(_resave(tmp_path, partial, "partial.pt"))
+    poisoned = {**state, "_dynamics.0.weight": state["_dynamics.0.weight"].clone()}
+    poisoned["_dynamics.0.weight"][0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match="poisoned.pt: `dynamics.0.weight` holds NaN or inf"):
+        load_checkpoint(_resave(tmp_path, poisoned, "poisoned.pt"))
     extra = {**state, "_reward.7.weight": torch.zeros(3, 3)}
     with pytest.raises(CheckpointError):
         load_checkpoint(_resave(tmp_path, extra, "extra.pt"))

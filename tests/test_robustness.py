@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 import pytest
 import torch
@@ -34,6 +36,21 @@ def test_policy_save_load_reads_only_tensors_and_json(tmp_path):
     loaded = PWMPolicy.load(str(tmp_path / "policy.pth"))
     obs = np.array([0.3, -0.2, 1.0], np.float32)
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+    # a save that fails midway leaves the old file whole; a cut-off file is named on load
+    good = (tmp_path / "policy.pth").read_bytes()
+
+    def crash(obj, path, *args, **kwargs):
+        pathlib.Path(path).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch, "save", crash)
+        with pytest.raises(OSError, match="disk full"):
+            model.policy.save(str(tmp_path / "policy.pth"))
+    assert (tmp_path / "policy.pth").read_bytes() == good and sorted(tmp_path.iterdir()) == [tmp_path / "policy.pth"]
+    (tmp_path / "cut.pth").write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match="cut.pth is not a readable policy file"):
+        PWMPolicy.load(str(tmp_path / "cut.pth"))
 
 
 def test_constant_rewards_keep_scaled_targets_bounded():

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import torch
 
+from pwm_agent.common.atomic import atomic_torch_save
 from pwm_agent.checkpoints.heads import PolicyPrior, QEnsemble
 from pwm_agent.envs.task_sets import TASK_SETS, TaskSpec
 from pwm_agent.world_model import WorldModel, WorldModelConfig
@@ -254,6 +255,10 @@ def load_checkpoint(
         if value.shape != model.state_dict()[key].shape:
             raise CheckpointError(f"{path}: `{key}` has shape {tuple(value.shape)}, the layout implies "
                                   f"{tuple(model.state_dict()[key].shape)}.")
+    for key, value in wm_state.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{path}: `{key}` holds NaN or inf values: the file is damaged (or its training "
+                                  "diverged). Use another checkpoint.")
     model.load_state_dict({**model.state_dict(), **wm_state})
     model.to(map_location).eval()
     prior = _prior(state, model, facts, log_std_bounds)
@@ -331,8 +336,4 @@ def save_world_model(
     state = {key: value.to(dtype) if value.is_floating_point() else value for key, value in state.items()}
     meta = {"simnorm_dim": config.simnorm_dim, "vmin": config.vmin, "vmax": config.vmax,
             "activation": config.activation, "tasks": [spec._asdict() for spec in tasks or []]}
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    torch.save({"model": state, META_KEY: meta}, tmp)
-    os.replace(tmp, target)
-    return target
+    return atomic_torch_save({"model": state, META_KEY: meta}, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.common.utils import get_device
 
+from pwm_agent.common.atomic import atomic_torch_save
 from pwm_agent.common.running_stats import TorchRunningMeanStd
 from pwm_agent.common.spaces_json import space_from_dict, space_to_dict
 from pwm_agent.envs.wrappers import flatten_observation
@@ -141,14 +143,22 @@ class PWMPolicy(BasePolicy):
             ),
             "kwargs": self._kwargs,
         }
-        torch.save({"state_dict": self.state_dict(), "config": json.dumps(config)}, path)
+        atomic_torch_save({"state_dict": self.state_dict(), "config": json.dumps(config)}, path)
 
     @classmethod
     def load(cls, path: str, device: torch.device | str = "auto") -> "PWMPolicy":  # type: ignore[override]
         """Load a policy written by :meth:`save`; only tensors and JSON are read."""
         device = get_device(device)
-        data = torch.load(path, map_location=device, weights_only=True)
-        config = json.loads(data["config"])
+        try:
+            data = torch.load(path, map_location=device, weights_only=True)
+            config = json.loads(data["config"])
+        except FileNotFoundError:
+            raise
+        except (RuntimeError, OSError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as err:
+            raise ValueError(
+                f"{path} is not a readable policy file of PWMPolicy.save (corrupt or truncated, or another "
+                f"kind of file): {err}"
+            ) from err
         dict_space = config["dict_observation_space"]
         policy = cls(
             space_from_dict(config["observation_space"]),

@@ -30,6 +30,7 @@ from stable_baselines3.common.utils import (
     get_device,
 )
 
+from pwm_agent.common.atomic import atomic_write
 from pwm_agent.common.schedules import constant_value
 from pwm_agent.common.spaces_json import space_from_dict, space_to_dict
 
@@ -203,17 +204,13 @@ def atomic_save(model: PWM, path: Any, write: Callable[[Any], None]) -> None:
     final = pathlib.Path(path)
     if final.suffix == "":
         final = final.with_suffix(".zip")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    try:
+
+    def write_with_config(tmp: pathlib.Path) -> None:
         write(tmp)
         with zipfile.ZipFile(tmp, mode="a") as archive:
             archive.writestr(CONFIG_ENTRY, config)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(final, write_with_config)
 
 
 def read_archive(path: Any, device: torch.device | str) -> tuple[dict[str, Any], dict[str, Any]]:
