@@ -17,15 +17,24 @@ __all__ = ["build_parser", "main"]
 
 
 def _load_config(path: str) -> dict[str, Any]:
-    text = Path(path).read_text()
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise SystemExit(f"pwm-agent: cannot read the config file {path}: {err}") from None
     if path.endswith(".json"):
-        config = json.loads(text)
+        try:
+            config = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise SystemExit(f"pwm-agent: {path} is not valid JSON: {err}") from None
     else:
         try:
             import yaml
         except ImportError as err:
             raise SystemExit(f"Reading {path} needs PyYAML: pip install pyyaml (or use a .json config).") from err
-        config = yaml.safe_load(text) or {}
+        try:
+            config = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise SystemExit(f"pwm-agent: {path} is not valid YAML: {err}") from None
     if not isinstance(config, dict):
         raise SystemExit(f"{path} must hold a mapping of option names to values, got {type(config).__name__}.")
     return {key.replace("-", "_"): value for key, value in config.items()}
@@ -169,10 +178,16 @@ def _task(value: str | None) -> str | int | None:
 def _policy(args: argparse.Namespace) -> Any:
     if args.policy == "random":
         return "random"
+    if not Path(args.policy).exists() and not Path(args.policy + ".zip").exists():
+        raise SystemExit(f"--policy {args.policy!r}: no such file. Pass a saved agent (.zip) or 'random'.")
     if args.policy_algo:
         import stable_baselines3
 
-        return getattr(stable_baselines3, args.policy_algo.upper()).load(args.policy, device=args.device)
+        algo = getattr(stable_baselines3, args.policy_algo.upper(), None)
+        if not isinstance(algo, type):
+            names = sorted(n for n in stable_baselines3.__all__ if n.isupper())
+            raise SystemExit(f"--policy-algo {args.policy_algo!r} is not a Stable-Baselines3 algorithm; one of {names}.")
+        return algo.load(args.policy, device=args.device)
     from pwm_agent import PWM
 
     return PWM.load(args.policy, device=args.device)
@@ -180,7 +195,11 @@ def _policy(args: argparse.Namespace) -> Any:
 
 def _collect(args: argparse.Namespace) -> None:
     from pwm_agent import datasets
+    from pwm_agent.datasets.minari_io import check_minari_target
 
+    if args.steps < 1:
+        raise SystemExit(f"--steps must be >= 1, got {args.steps}.")
+    check_minari_target(args.out)  # before collecting, not after
     data = datasets.collect(args.env, _policy(args), args.steps, args.seed, args.deterministic, not args.no_progress)
     path = datasets.save_minari(data, args.out, env=args.env, data_format=args.format, algorithm_name=args.policy)
     returns = data.episode_returns()
@@ -267,7 +286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if init_from_environment() and args.command != "pretrain":
         raise SystemExit(f"`pwm-agent {args.command}` runs in one process; only `pretrain` is data-parallel.")
-    COMMANDS[args.command](args)
+    try:
+        COMMANDS[args.command](args)
+    except (ValueError, OSError) as err:  # bad input (data, checkpoints, files, options): no traceback
+        print(f"pwm-agent {args.command}: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

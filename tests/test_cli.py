@@ -63,6 +63,27 @@ def test_config_errors(tmp_path: Path) -> None:
         main([*extract, "--keep-best"])
     with pytest.raises(SystemExit, match="actor-ema-decay must be in"):
         main([*extract, "--actor-ema-decay", "1.5"])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("steps: [1,\n")
+    with pytest.raises(SystemExit, match="not valid YAML"):
+        main(["pretrain", "--config", str(broken), "--out", "y"])
+    with pytest.raises(SystemExit, match="cannot read the config file"):
+        main(["pretrain", "--config", str(tmp_path / "missing.yaml"), "--out", "y"])
+
+
+def test_bad_input_is_one_line_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a dataset that does not exist: exit status 2 and the loader's message
+    assert main(["pretrain", "--data", str(tmp_path / "nope"), "--gradient-steps", "1", "--out", "y",
+                 "--no-progress"]) == 2
+    assert "pwm-agent pretrain: error:" in capsys.readouterr().err
+    # collect checks its output and policy before collecting anything
+    collect = ["collect", "--env", "Pendulum-v1", "--steps", "50", "--no-progress"]
+    assert main([*collect, "--out", str(tmp_path / "mydata")]) == 2
+    assert "must end in a version" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="no such file. Pass a saved agent"):
+        main([*collect, "--policy", "randm", "--out", str(tmp_path / "d-v0")])
+    with pytest.raises(SystemExit, match="--steps must be >= 1"):
+        main([*collect[:3], "--steps", "0", "--out", str(tmp_path / "d-v0")])
 
 
 def test_pretrain_on_tdmpc2_chunks_with_task(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pwm_agent.datasets.arrays import write_arrays
 from pwm_agent.datasets.dataset import DatasetError, OfflineDataset
 from pwm_agent.envs.wrappers import flat_box, flatten_observation
 
-__all__ = ["convert_minari", "load_minari", "resolve_minari_path", "save_minari"]
+__all__ = ["check_minari_target", "convert_minari", "load_minari", "resolve_minari_path", "save_minari"]
 
 _INSTALL_HINT = 'Reading and writing Minari datasets needs `pip install "pwm-agent[offline]"` (minari[hdf5,arrow]).'
 
@@ -165,6 +165,20 @@ def _datasets_root(root: Path) -> Iterator[None]:
             os.environ["MINARI_DATASETS_PATH"] = old
 
 
+def check_minari_target(path: str | os.PathLike[str]) -> Path:
+    """The resolved folder for a new Minari dataset, or an error naming the fix: the folder
+    must not exist (datasets are immutable) and its name, the dataset id, ends in a version."""
+    target = Path(path).expanduser().resolve()
+    if target.exists():
+        raise FileExistsError(f"{target} exists; Minari datasets are immutable. Choose another path or delete it.")
+    if not re.fullmatch(r"[\w.-]+-v\d+", target.name):
+        raise ValueError(
+            f"The folder name {target.name!r} is the Minari dataset id, which must end in a version, "
+            f"e.g. {target.name}-v0 (letters, digits, '_', '.', '-')."
+        )
+    return target
+
+
 def save_minari(
     dataset: OfflineDataset,
     path: str | os.PathLike[str],
@@ -183,14 +197,7 @@ def save_minari(
     minari = _minari()
     from minari.data_collector.episode_buffer import EpisodeBuffer
 
-    target = Path(path).expanduser().resolve()
-    if target.exists():
-        raise FileExistsError(f"{target} exists; Minari datasets are immutable. Choose another path or delete it.")
-    if not re.fullmatch(r"[\w.-]+-v\d+", target.name):
-        raise ValueError(
-            f"The folder name {target.name!r} is the Minari dataset id, which must end in a version, "
-            f"e.g. {target.name}-v0 (letters, digits, '_', '.', '-')."
-        )
+    target = check_minari_target(path)
     if dataset.observation_space is None or dataset.action_space is None:
         raise DatasetError("The dataset has no spaces: build it with observation_space and action_space.")
     dataset.check_finite()
