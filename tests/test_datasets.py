@@ -190,6 +190,13 @@ def test_collect_policies_and_dict_observations() -> None:
     assert data.truncations[[199, 249]].all() and data.truncations.sum() == 2
     zero = datasets.collect(gym.make("Pendulum-v1"), lambda obs: np.zeros(1), 20, seed=0)
     assert (zero.actions == 0).all()
+    # the stored action is the one the env gets: clipped to the bounds; bad actions raise at once
+    loud = datasets.collect("Pendulum-v1", lambda obs: np.array([50.0]), 5, seed=0)
+    assert (loud.actions == 2.0).all()
+    with pytest.raises(ValueError, match="action of shape \\(3,\\) at step 0"):
+        datasets.collect("Pendulum-v1", lambda obs: np.zeros(3), 5)
+    with pytest.raises(ValueError, match="NaN/inf action at step 0"):
+        datasets.collect("Pendulum-v1", lambda obs: np.array([np.nan]), 5)
     env = gym.wrappers.TransformObservation(
         gym.make("Pendulum-v1"),
         lambda o: {"a": o[:2], "b": o[2:]},

@@ -51,6 +51,9 @@ def collect(
     :param deterministic: passed to ``predict``.
     :param progress_bar: show a tqdm bar over steps.
 
+    Actions outside the space's bounds are clipped to them, so the stored action is the
+    one the env receives; an action of the wrong size or with NaN/inf raises at once.
+
     Combine datasets of several policies with :func:`pwm_agent.datasets.concatenate`
     and write them with :func:`pwm_agent.datasets.save_minari`.
     """
@@ -65,7 +68,7 @@ def collect(
     obs, _ = env.reset(seed=seed)
     current: dict[str, list[Any]] = _new_episode(flat(obs))
     for step in tqdm(range(n_steps), disable=not progress_bar, desc="collect", unit="step"):
-        action = np.asarray(act(obs), dtype=np.float32).reshape(env.action_space.shape)
+        action = _checked_action(act(obs), env.action_space, step)
         obs, reward, terminated, truncated, _ = env.step(action)
         last = step == n_steps - 1
         _append(current, flat(obs), action, float(reward), terminated, truncated or (last and not terminated))
@@ -77,6 +80,20 @@ def collect(
     flat_space = flat_box(obs_space) if isinstance(obs_space, spaces.Dict) else obs_space
     name = getattr(env.spec, "id", type(env).__name__)
     return OfflineDataset.from_episodes(episodes, flat_space, env.action_space, source=f"collect({name})")
+
+
+def _checked_action(raw: Any, space: spaces.Box, step: int) -> np.ndarray:
+    """The policy's action as the env's ``[A]`` float32 array, clipped to the bounds."""
+    action = np.asarray(raw, dtype=np.float32)
+    if action.size != int(np.prod(space.shape)):
+        raise ValueError(
+            f"The policy returned an action of shape {action.shape} at step {step}; the env's action space is "
+            f"{space}. Return one action per call, in that space."
+        )
+    action = action.reshape(space.shape)
+    if not np.isfinite(action).all():
+        raise ValueError(f"The policy returned a NaN/inf action at step {step}: {action}.")
+    return np.clip(action, space.low, space.high).astype(np.float32)
 
 
 def _new_episode(obs: np.ndarray) -> dict[str, list[Any]]:
