@@ -245,6 +245,15 @@ def test_array_folder_corruption_is_named(tmp_path: Path) -> None:
     del obs
     with pytest.raises(DatasetError, match="episode 1 holds NaN or inf in `observations`"):
         datasets.load(poisoned)
+    meta_file = poisoned / "pwm_dataset.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["action_space"]["dtype"]
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match="pwm_dataset.json: a space description is damaged"):
+        datasets.load_arrays(poisoned)
+    meta_file.write_text("[1, 2]")
+    with pytest.raises(DatasetError, match="must hold a JSON object"):
+        datasets.load_arrays(poisoned)
 
 
 def test_convert_minari_streams_to_arrays(tmp_path: Path) -> None:

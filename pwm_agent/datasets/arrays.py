@@ -137,6 +137,8 @@ def load_arrays(path: str | os.PathLike[str], mmap: bool = True) -> OfflineDatas
         info = json.loads((folder / FORMAT_FILE).read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise DatasetError(f"{folder / FORMAT_FILE} is unreadable ({err}).") from err
+    if not isinstance(info, dict):
+        raise DatasetError(f"{folder / FORMAT_FILE} must hold a JSON object; the file is damaged. Re-create the dataset.")
     if info.get("format") != "pwm_agent.datasets" or info.get("version") != FORMAT_VERSION:
         raise DatasetError(f"{folder} is not a pwm_agent dataset of format version {FORMAT_VERSION}.")
     names = list(_ARRAYS) + (["tasks"] if (folder / "tasks.npy").is_file() else [])
@@ -148,7 +150,13 @@ def load_arrays(path: str | os.PathLike[str], mmap: bool = True) -> OfflineDatas
             raise DatasetError(
                 f"{folder / (name + '.npy')} is missing, truncated or corrupt ({err}). Re-create the dataset."
             ) from err
-    spaces = {k: space_from_dict(info[k]) if info.get(k) else None for k in ("observation_space", "action_space")}
+    try:
+        spaces = {k: space_from_dict(info[k]) if info.get(k) else None for k in ("observation_space", "action_space")}
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise DatasetError(
+            f"{folder / FORMAT_FILE}: a space description is damaged ({type(err).__name__}: {err}). Re-create the "
+            "dataset, or fix the file's observation_space/action_space entries."
+        ) from err
     return OfflineDataset(
         observations=arrays["observations"], actions=arrays["actions"], rewards=arrays["rewards"],
         terminations=arrays["terminations"], truncations=arrays["truncations"],
