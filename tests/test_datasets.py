@@ -295,6 +295,18 @@ def test_tdmpc2_bad_input(tmp_path: Path) -> None:
         datasets.load(chunk, task="walker-sprint")
     with pytest.raises(DatasetError, match="no episode of task"):
         datasets.load(chunk, task="cheetah-run")
+    assert datasets.load(chunk, task=np.int64(7)).num_episodes == datasets.load(chunk, task=7).num_episodes
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        datasets.load(tmp_path / "missing.pt", task=7)
+    mismatched = tmp_path / "mismatched.pt"
+    torch.save({"obs": torch.zeros(2, 5, 3), "action": torch.zeros(3, 5, 1), "reward": torch.zeros(2, 5)}, mismatched)
+    with pytest.raises(DatasetError, match="expected obs \\[E, T \\+ 1, O\\], action \\[E, T \\+ 1, A\\]"):
+        datasets.load(mismatched)
+    bad_task = tmp_path / "bad_task.pt"
+    torch.save({"obs": torch.zeros(2, 5, 3), "action": torch.zeros(2, 5, 1), "reward": torch.zeros(2, 5),
+                "task": torch.zeros(3)}, bad_task)
+    with pytest.raises(DatasetError, match="`task` has shape \\(3,\\)"):
+        datasets.load(bad_task)
     broken = tmp_path / "broken.pt"
     broken.write_bytes(chunk.read_bytes()[:3000])
     with pytest.raises(DatasetError, match="truncated, corrupt"):

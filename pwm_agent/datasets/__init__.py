@@ -59,6 +59,8 @@ def load(
         folders always raise.
     """
     path = Path(path_or_id)
+    if task is not None and not path.exists():
+        raise FileNotFoundError(f"No dataset at {path}: the path does not exist.")
     if task is not None and not (path.suffix == ".pt" or (path.is_dir() and any(path.glob("*.pt")))):
         raise ValueError("`task` selects tasks of TD-MPC2 data only; this is not a TD-MPC2 chunk or folder.")
     if is_array_dataset(path):

@@ -11,6 +11,7 @@ names in the pickle are mapped to inert stand-ins that only collect the tensors.
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -83,15 +84,23 @@ def _read_chunk(path: Path, map_location: str) -> dict[str, torch.Tensor]:
     if tensors is None:
         raise DatasetError(f"{path}: no TensorDict with keys {list(_KEYS)} found in the file.")
     obs = tensors["obs"]
-    if obs.ndim != 3 or tensors["action"].ndim != 3 or tensors["reward"].shape != obs.shape[:2]:
+    action = tensors["action"]
+    if obs.ndim != 3 or action.ndim != 3 or action.shape[:2] != obs.shape[:2] or tensors["reward"].shape != obs.shape[:2]:
         raise DatasetError(
             f"{path}: expected obs [E, T + 1, O], action [E, T + 1, A] and reward [E, T + 1]; got "
             f"{tuple(obs.shape)}, {tuple(tensors['action'].shape)} and {tuple(tensors['reward'].shape)}."
+        )
+    if "task" in tensors and tensors["task"].numel() not in (obs.shape[0], obs.shape[0] * obs.shape[1]):
+        raise DatasetError(
+            f"{path}: `task` has shape {tuple(tensors['task'].shape)}; expected one id per episode or per step "
+            f"of the {obs.shape[0]} episodes of {obs.shape[1]} steps."
         )
     return tensors
 
 
 def _chunk_files(path: Path) -> list[Path]:
+    if not path.exists():
+        raise FileNotFoundError(f"No TD-MPC2 data at {path}: the path does not exist.")
     if path.is_file():
         return [path]
     files = sorted(path.glob("*.pt"))
@@ -125,7 +134,8 @@ def load_tdmpc2(
     specs = TASK_SETS[task_set]
     wanted = None
     if task is not None:
-        wanted = [task_id(t, specs) for t in ([task] if isinstance(task, (str, int)) else task)]
+        one = isinstance(task, (str, numbers.Integral))
+        wanted = [task_id(int(t) if isinstance(t, numbers.Integral) else t, specs) for t in ([task] if one else task)]
     episodes: list[dict[str, Any]] = []
     for file in _chunk_files(Path(path)):
         episodes.extend(_episodes(file, wanted, specs))
