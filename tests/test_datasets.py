@@ -91,7 +91,7 @@ def test_bad_episodes_name_the_fix() -> None:
         OfflineDataset.from_episodes([ep, bad])
     data = OfflineDataset.from_episodes([ep, bad, ep], nan_policy="skip")
     assert data.num_episodes == 2 and data.skipped_episodes == 1
-    with pytest.raises(DatasetError, match="episode 1 has observation/action widths \(4, 2\), episode 0 had \(3, 2\)"):
+    with pytest.raises(DatasetError, match=r"episode 1 has observation/action widths \(4, 2\), episode 0 had \(3, 2\)"):
         OfflineDataset.from_episodes([ep, _episode(4, 1, obs_dim=4)])
     with pytest.raises(DatasetError, match="space Box.* holds 4 values but the data's observations have 3"):
         OfflineDataset.from_episodes([ep], spaces.Box(-1, 1, (4,)), ACTION_SPACE)

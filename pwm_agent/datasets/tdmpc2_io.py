@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -85,7 +86,8 @@ def _read_chunk(path: Path, map_location: str) -> dict[str, torch.Tensor]:
         raise DatasetError(f"{path}: no TensorDict with keys {list(_KEYS)} found in the file.")
     obs = tensors["obs"]
     action = tensors["action"]
-    if obs.ndim != 3 or action.ndim != 3 or action.shape[:2] != obs.shape[:2] or tensors["reward"].shape != obs.shape[:2]:
+    leading = (action.shape[:2], tensors["reward"].shape)
+    if obs.ndim != 3 or action.ndim != 3 or leading != (obs.shape[:2], obs.shape[:2]):
         raise DatasetError(
             f"{path}: expected obs [E, T + 1, O], action [E, T + 1, A] and reward [E, T + 1]; got "
             f"{tuple(obs.shape)}, {tuple(tensors['action'].shape)} and {tuple(tensors['reward'].shape)}."
@@ -144,6 +146,17 @@ def load_tdmpc2(
     single = wanted is not None and len(wanted) == 1
     if single and trim:
         spec = specs[wanted[0]]  # type: ignore[index]
+        dropped = any(
+            np.nan_to_num(ep["observations"][:, spec.obs_dim :]).any()
+            or np.nan_to_num(ep["actions"][:, spec.action_dim :]).any()
+            for ep in episodes
+        )
+        if dropped:
+            warnings.warn(
+                f"{path}: trimming to task {spec.name!r}'s own dims (obs {spec.obs_dim}, action {spec.action_dim}) "
+                f"drops non-zero values, so these columns are not padding: check task_set={task_set!r}, or pass "
+                "trim=False to keep every column.", UserWarning, stacklevel=3,
+            )
         for ep in episodes:
             ep["observations"] = ep["observations"][:, : spec.obs_dim]
             ep["actions"] = ep["actions"][:, : spec.action_dim]
