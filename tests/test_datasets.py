@@ -173,6 +173,15 @@ def test_minari_refuses_files_without_spaces(tmp_path: Path) -> None:
         datasets.load(path)
     with pytest.raises(DatasetError, match="No Minari dataset"):
         datasets.load(tmp_path / "missing")
+    other = datasets.save_minari(datasets.collect("Pendulum-v1", "random", 50, seed=0), tmp_path / "q-v0")
+    meta_file = other / "data" / "metadata.json"
+    good = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({**good, "total_episodes": "abc"}))
+    with pytest.raises(DatasetError, match="`total_episodes` is missing or not a count"):
+        datasets.load(other)
+    meta_file.write_text(json.dumps({**good, "observation_space": 5}))
+    with pytest.raises(DatasetError, match=str(other / "data")):
+        datasets.load(other)
 
 
 def test_truncated_minari_file(tmp_path: Path) -> None:

@@ -77,8 +77,9 @@ def _open_minari(path_or_id: str | os.PathLike[str]) -> tuple[Any, Path, dict[st
     metadata = _read_spaces(data_path)
     try:
         storage = minari.dataset.minari_storage.MinariStorage.read(data_path)
-    except (OSError, ValueError, KeyError, ImportError) as err:
-        raise DatasetError(f"Cannot open the Minari dataset at {data_path}: {err}") from err
+    except (OSError, ValueError, KeyError, ImportError, AssertionError, TypeError) as err:
+        detail = str(err) or f"{type(err).__name__} in Minari's reader (damaged metadata.json?)"
+        raise DatasetError(f"Cannot open the Minari dataset at {data_path}: {detail}") from err
     obs_space, act_space = storage.observation_space, storage.action_space
     if not isinstance(act_space, spaces.Box):
         raise DatasetError(f"{data_path}: action space {act_space} is not a Box; PWM needs continuous actions.")
@@ -86,6 +87,18 @@ def _open_minari(path_or_id: str | os.PathLike[str]) -> tuple[Any, Path, dict[st
     if not isinstance(flat_obs_space, spaces.Box):
         raise DatasetError(f"{data_path}: observation space {obs_space} is not a Box or a Dict of Boxes.")
     return storage, data_path, metadata, flat_obs_space
+
+
+def _count(metadata: dict[str, Any], key: str, data_path: Path) -> int:
+    """A non-negative integer entry of a Minari ``metadata.json``, or a named error."""
+    try:
+        value = int(metadata[key])
+    except (KeyError, TypeError, ValueError):
+        value = -1
+    if value < 0:
+        raise DatasetError(f"{data_path}/metadata.json: `{key}` is missing or not a count "
+                           f"({metadata.get(key)!r}); the dataset's metadata is damaged.")
+    return value
 
 
 def load_minari(
@@ -98,7 +111,7 @@ def load_minari(
     than memory use :func:`convert_minari` once, then load the converted folder.
     """
     storage, data_path, metadata, obs_space = _open_minari(path_or_id)
-    total = int(metadata["total_episodes"])
+    total = _count(metadata, "total_episodes", data_path)
     episodes = _read_episodes(storage, total, storage.observation_space, data_path, chunk_episodes)
     return OfflineDataset.from_episodes(episodes, obs_space, storage.action_space, nan_policy, source=str(data_path))
 
@@ -114,8 +127,8 @@ def convert_minari(
     cost independent of its size. Episodes with NaN/inf are an error here.
     """
     storage, data_path, metadata, obs_space = _open_minari(path_or_id)
-    total = int(metadata["total_episodes"])
-    sizes = (int(metadata["total_steps"]), total, int(np.prod(obs_space.shape)),
+    total = _count(metadata, "total_episodes", data_path)
+    sizes = (_count(metadata, "total_steps", data_path), total, int(np.prod(obs_space.shape)),
              int(np.prod(storage.action_space.shape)))
 
     def checked() -> Iterator[dict[str, Any]]:
