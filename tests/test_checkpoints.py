@@ -95,6 +95,11 @@ def test_partial_and_broken_files_are_named(tmp_path: Path) -> None:
     poisoned["_dynamics.0.weight"][0, 0] = float("nan")
     with pytest.raises(CheckpointError, match="poisoned.pt: `dynamics.0.weight` holds NaN or inf"):
         load_checkpoint(_resave(tmp_path, poisoned, "poisoned.pt"))
+    with pytest.raises(CheckpointError, match="entries \\['_task_emb.weight'\\] of the state dict are not tensors"):
+        load_checkpoint(_resave(tmp_path, {**state, "_task_emb.weight": [1.0, 2.0]}, "listed.pt"))
+    torch.save({"model": state, "pwm_agent": [1, 2]}, tmp_path / "meta.pt")
+    with pytest.raises(CheckpointError, match="meta.pt: the `pwm_agent` entry must be a dict"):
+        load_checkpoint(tmp_path / "meta.pt")
     extra = {**state, "_reward.7.weight": torch.zeros(3, 3)}
     with pytest.raises(CheckpointError):
         load_checkpoint(_resave(tmp_path, extra, "extra.pt"))

@@ -80,6 +80,13 @@ def _read_state_dict(
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a state dict or {{'model': state_dict}}, got {type(raw).__name__}.")
     meta = raw.get(META_KEY, {}) if isinstance(raw, dict) else {}
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: the `{META_KEY}` entry must be a dict of plain values, got "
+                              f"{type(meta).__name__}; the file is damaged.")
+    model_keys = ("_task_emb", "_encoder", "_dynamics", "_reward", "_termination", "_pi", "_action_masks")
+    bad = sorted(k for k, v in state.items() if k.startswith(model_keys) and not isinstance(v, torch.Tensor))
+    if bad:
+        raise CheckpointError(f"{path}: entries {bad[:5]} of the state dict are not tensors; the file is damaged.")
     return {key.replace("_orig_mod.", ""): value for key, value in state.items()}, meta
 
 
@@ -261,7 +268,10 @@ def load_checkpoint(
                                   "diverged). Use another checkpoint.")
     model.load_state_dict({**model.state_dict(), **wm_state})
     model.to(map_location).eval()
-    prior = _prior(state, model, facts, log_std_bounds)
+    try:
+        prior = _prior(state, model, facts, log_std_bounds)
+    except (RuntimeError, CheckpointError) as err:
+        raise CheckpointError(f"{path}: the policy prior (`_pi.*`) does not fit the world model: {err}") from err
     q_tensors = _q_tensors(state, "_Qs.params", layout)
     target_key = "_target_Qs.params" if layout == "legacy" else "_target_Qs_params"
     target_tensors = _q_tensors(state, target_key, layout)
