@@ -135,12 +135,12 @@ class CounterEnv(gym.Env):
         super().reset(seed=seed)
         self.episode += 1
         self.t = 0
-        return self._obs(), {}
+        return self._obs(), {"reset_episode": self.episode}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         self.t += 1
         end = self.t >= self.length
-        return self._obs(), float(self.t), end and self.terminate, end and not self.terminate, {}
+        return self._obs(), float(self.t), end and self.terminate, end and not self.terminate, {"step_t": self.t}
 
 
 class DictObsWrapper(gym.ObservationWrapper):

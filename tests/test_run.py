@@ -244,6 +244,8 @@ def test_dict_observations_multi_input_policy():
     from_flat, _ = model.predict(flat, deterministic=True)
     assert single.shape == (1,)
     np.testing.assert_allclose(single, from_flat, rtol=1e-6)
+    scalar_entry, _ = model.predict({"a": obs["a"], "b": float(obs["b"][0])}, deterministic=True)
+    np.testing.assert_allclose(scalar_entry, single, rtol=1e-6)  # a bare float fills the (1,) entry
     batch = {k: np.stack([v, v]) for k, v in obs.items()}
     batched, _ = model.predict(batch, deterministic=True)
     assert batched.shape == (2, 1)
@@ -339,6 +341,9 @@ def test_gymnasium_vec_env_terminal_observations(vector_cls, vector_kwargs, mode
                     np.testing.assert_array_equal(infos[i]["terminal_observation"], [i, episode[i], LENGTHS[i]])
                     assert infos[i]["TimeLimit.truncated"] is (not TERMINATES[i])
                     assert "final_obs" not in infos[i]
+                    # the info of the episode's last step (SB3 reads is_success there); the reset's apart
+                    assert infos[i]["step_t"] == LENGTHS[i] and "reset_episode" not in infos[i]
+                    assert venv.reset_infos[i]["reset_episode"] == episode[i] + 1
                     episode[i] += 1
                     t[i] = 0
                     n_done[i] += 1
@@ -351,6 +356,22 @@ def test_gymnasium_vec_env_terminal_observations(vector_cls, vector_kwargs, mode
         assert n_done == [13 // 3, 13 // 4]
     finally:
         venv.close()
+
+
+class _ResetsAll(gym.vector.VectorWrapper):
+    """A vector env that ignores the reset mask (resets every sub-env), as some custom ones do."""
+
+    def reset(self, *, seed=None, options=None):
+        return self.env.reset(seed=seed)
+
+
+def test_vector_env_ignoring_the_reset_mask_is_refused():
+    venv = GymnasiumVecEnv(_ResetsAll(make_counter_vector(SyncVectorEnv, AutoresetMode.NEXT_STEP)))
+    venv.reset()
+    with pytest.raises(RuntimeError, match="ignores the reset mask.*SAME_STEP"):
+        for _ in range(3):
+            venv.step(np.zeros((2, 1), np.float32))
+    venv.close()
 
 
 def test_gymnasium_vec_env_attributes_and_seeding():

@@ -494,3 +494,33 @@ def test_custom_buffer_class_not_needed_to_predict(tmp_path):
     with pytest.warns(UserWarning, match="loaded with the default class"):
         loaded = PWM.load(tmp_path / "buf.zip")
     assert_same_predictions(model, loaded)
+
+
+def test_loading_a_buffer_mid_run_never_stitches_it_to_the_live_env(tmp_path):
+    model = PWM("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs())
+    model.learn(50)
+    model.save_replay_buffer(tmp_path / "buffer.pkl")
+    other = PWM("MlpPolicy", "Pendulum-v1", seed=1, **tiny_kwargs())
+    other.learn(30)  # its env is mid-episode: learn() below goes on without a reset
+    other.load_replay_buffer(tmp_path / "buffer.pkl")
+    other.learn(10, reset_num_timesteps=False)
+    assert other.replay_buffer.pos == 60
+    assert other.replay_buffer.chain[50, 0] == 0 and other.replay_buffer.chain[51, 0] == 1
+
+
+def test_loading_another_algorithms_buffer_is_refused(tmp_path):
+    sac = SAC("MlpPolicy", "Pendulum-v1", learning_starts=10, buffer_size=100)
+    sac.learn(20)
+    sac.save_replay_buffer(tmp_path / "sac.pkl")
+    model = PWM("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs())
+    own = model.replay_buffer
+    with pytest.raises(ValueError, match="holds a ReplayBuffer, not PWM's SequenceReplayBuffer"):
+        model.load_replay_buffer(tmp_path / "sac.pkl")
+    assert model.replay_buffer is own
+
+
+def test_print_system_info_prints_saved_and_current(trained, capsys):
+    _, path = trained
+    PWM.load(path, print_system_info=True)
+    out = capsys.readouterr().out
+    assert "== SAVED MODEL SYSTEM INFO ==" in out and out.count("PyTorch:") == 2

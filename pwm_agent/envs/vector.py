@@ -19,6 +19,14 @@ def _obs_at(obs: Any, i: int) -> Any:
     return np.array(obs[i], copy=True)
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal observations (arrays or dicts of arrays; NaN equals NaN)."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and bool(np.all((a == b) | ((a != a) & (b != b))))
+
+
 def _split_infos(info: dict[str, Any], num_envs: int) -> list[dict[str, Any]]:
     """Turn gymnasium's dict-of-arrays ``info`` (with ``_key`` masks) into one dict per env."""
     out: list[dict[str, Any]] = [{} for _ in range(num_envs)]
@@ -85,17 +93,37 @@ class GymnasiumVecEnv(VecEnv):
         if dones.any():
             if self.autoreset_mode == AutoresetMode.SAME_STEP:
                 terminal = [info["final_obs"][i] if dones[i] else None for i in range(self.num_envs)]
+                for i in np.flatnonzero(dones):
+                    # the top-level info of a reset sub-env is its reset info; its last step's is in final_info
+                    final = infos[i].pop("final_info", {})
+                    self.reset_infos[i] = {k: v for k, v in infos[i].items() if k != "final_obs"}
+                    infos[i] = dict(final)
             else:
                 terminal = [_obs_at(obs, i) if dones[i] else None for i in range(self.num_envs)]
-                obs, reset_info = self.venv.reset(options={"reset_mask": dones})
-                for i, reset_i in enumerate(_split_infos(reset_info, self.num_envs)):
-                    if dones[i]:
-                        self.reset_infos[i] = reset_i
+                obs = self._reset_done(obs, dones)
             for i in np.flatnonzero(dones):
                 infos[i].pop("final_obs", None)
                 infos[i]["terminal_observation"] = terminal[i]
                 infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
         return obs, np.asarray(rewards, dtype=np.float32), dones, infos
+
+    def _reset_done(self, obs: Any, dones: np.ndarray) -> Any:
+        """Reset the finished sub-envs only (``reset_mask``); the others must keep their
+        observations, else the env resets them all and the buffer would get fake steps."""
+        advice = ("PWM resets finished sub-envs with reset(options={'reset_mask': dones}) in NEXT_STEP mode. "
+                  "Make the env with autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP (e.g. "
+                  "gym.make_vec(..., vector_kwargs={'autoreset_mode': AutoresetMode.SAME_STEP})).")
+        try:
+            new_obs, reset_info = self.venv.reset(options={"reset_mask": dones})
+        except ValueError as err:  # e.g. gymnasium's vector NormalizeObservation
+            raise ValueError(f"This vector env cannot reset single sub-envs ({err}). {advice}") from err
+        if not all(_same(_obs_at(obs, i), _obs_at(new_obs, i)) for i in np.flatnonzero(~dones)):
+            raise RuntimeError(f"The vector env reset sub-envs that had not finished: it ignores the reset mask. "
+                               f"{advice}")
+        for i, reset_i in enumerate(_split_infos(reset_info, self.num_envs)):
+            if dones[i]:
+                self.reset_infos[i] = reset_i
+        return new_obs
 
     def close(self) -> None:
         self.venv.close()

@@ -211,8 +211,9 @@ class PWMPolicy(BasePolicy):
         if isinstance(observation, dict):
             if self.dict_observation_space is None:
                 raise ValueError("This policy takes Box observations, but a dict was given.")
+            # one observation unless some entry has a leading batch dim (a bare float fills a (1,) entry)
             single = all(
-                np.shape(observation.get(key)) == sub.shape
+                np.ndim(observation.get(key)) <= len(sub.shape)
                 for key, sub in self.dict_observation_space.spaces.items()
             )
             observation = flatten_observation(self.dict_observation_space, observation, batched=not single)

@@ -294,6 +294,24 @@ class PWM(OffPolicyAlgorithm):
             self._last_obs = self._finite_for_acting(self._last_obs)  # type: ignore[arg-type]
         return result
 
+    def load_replay_buffer(self, path: Any, truncate_last_traj: bool = True) -> None:
+        """SB3's ``load_replay_buffer`` (a pickle: load only files you trust) for a buffer
+        written by :meth:`save_replay_buffer`. The first step stored next starts a new
+        episode chain: no window links the file's last step to the live env."""
+        previous = self.replay_buffer
+        super().load_replay_buffer(path, truncate_last_traj)
+        loaded = self.replay_buffer
+        problem = None
+        if not isinstance(loaded, SequenceReplayBuffer):
+            problem = (f"holds a {type(loaded).__name__}, not PWM's SequenceReplayBuffer (a buffer of another "
+                       "algorithm has no episode chains to sample windows from)")
+        elif self.env is not None and loaded.n_envs != self.n_envs:
+            problem = f"was filled by {loaded.n_envs} envs, this agent runs {self.n_envs}"
+        if problem is not None:
+            self.replay_buffer = previous
+            raise ValueError(f"The replay buffer file {path} {problem}; the agent keeps its own buffer.")
+        loaded.mark_episode_boundary()
+
     def _warn_if_buffer_lost(self) -> None:
         """Training past ``learning_starts`` on an empty buffer (a loaded agent whose buffer
         was not loaded) updates on the first few steps: say how to avoid it."""
@@ -590,5 +608,8 @@ class PWM(OffPolicyAlgorithm):
         ``kwargs`` override saved constructor arguments (unknown names raise
         ``TypeError``); ``custom_objects`` does too, for the names that are
         constructor arguments, and its other entries are ignored (as in SB3).
+        ``print_system_info`` prints the saved and the current system info, as SB3 does.
         """
+        if print_system_info:
+            serialization.print_system_info(path)
         return serialization.safe_load(cls, path, env, device, custom_objects, kwargs)

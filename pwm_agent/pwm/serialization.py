@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
+from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.common.utils import (
     ConstantSchedule,
@@ -28,6 +29,7 @@ from stable_baselines3.common.utils import (
     LinearSchedule,
     check_for_correct_spaces,
     get_device,
+    get_system_info,
 )
 
 from pwm_agent.common.atomic import atomic_write
@@ -38,7 +40,8 @@ if TYPE_CHECKING:
     from pwm_agent.pwm.pwm import PWM
 
 __all__ = [
-    "CONFIG_ENTRY", "atomic_save", "check_saveable", "read_archive", "safe_load", "space_from_dict", "space_to_dict",
+    "CONFIG_ENTRY", "atomic_save", "check_saveable", "print_system_info", "read_archive", "safe_load",
+    "space_from_dict", "space_to_dict",
 ]
 
 CONFIG_ENTRY = "pwm_config.json"
@@ -245,6 +248,16 @@ def read_archive(path: Any, device: torch.device | str) -> tuple[dict[str, Any],
     if config.get("format") != "pwm_agent" or config.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"{name} has an unsupported format; upgrade pwm_agent to load it.")
     return config, params
+
+
+def print_system_info(path: Any) -> None:
+    """SB3's ``print_system_info``: the system info stored in the archive (plain text;
+    the archive's pickled ``data`` is not read), then this machine's."""
+    position = path.tell() if isinstance(path, io.IOBase) else None
+    load_from_zip_file(path, device="cpu", load_data=False, print_system_info=True)
+    if position is not None:
+        path.seek(position)
+    get_system_info(print_info=True)
 
 
 def _constructor_overrides(

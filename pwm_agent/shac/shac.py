@@ -317,6 +317,8 @@ class SHAC(BaseAlgorithm):
         :param env: a differentiable env, a task name (built with ``kwargs.get("num_envs", 64)``
             envs on ``device``), or ``None`` to predict only.
         """
+        if print_system_info:
+            serialization.print_system_info(path)
         if isinstance(env, str):
             env = make_diffsim(env, num_envs=int(kwargs.get("num_envs", 64)), device=get_device(device), no_grad=False)
         return serialization.safe_load(cls, path, env, device, custom_objects, kwargs)  # type: ignore[arg-type]
