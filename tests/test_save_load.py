@@ -343,9 +343,10 @@ def test_replay_buffer_round_trip(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a[:5], b[:5]))
     # Training on the loaded buffer starts at once: learning_starts is already passed.
     other.num_timesteps = model.num_timesteps
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a loaded buffer: no warning about a lost one
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         other.learn(10, reset_num_timesteps=False)
+    assert not [w for w in caught if "empty replay buffer" in str(w.message)]  # the buffer was loaded
     assert other._n_updates == 10
     assert other.replay_buffer.pos == 90
     # The new learn() call did not stitch its first step onto the loaded data.
@@ -524,3 +525,17 @@ def test_print_system_info_prints_saved_and_current(trained, capsys):
     PWM.load(path, print_system_info=True)
     out = capsys.readouterr().out
     assert "== SAVED MODEL SYSTEM INFO ==" in out and out.count("PyTorch:") == 2
+
+
+def test_a_second_learn_call_warns_that_the_decay_restarts():
+    model = PWM("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs())
+    model.learn(60)
+    assert model.lr_schedule(model._current_progress_remaining) == pytest.approx(model.learning_rate_final, rel=0.1)
+    with pytest.warns(UserWarning, match="decays again from"):
+        model.learn(60, reset_num_timesteps=False)
+    constant = PWM("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs(learning_rate_final=None))
+    constant.learn(40)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        constant.learn(20, reset_num_timesteps=False)
+    assert not [w for w in caught if "decays again" in str(w.message)]

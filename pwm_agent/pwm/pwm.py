@@ -18,7 +18,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Rollout
 from stable_baselines3.common.vec_env import VecEnv
 
 from pwm_agent.buffers import NoValidWindowError, SequenceReplayBuffer, WindowBatch
-from pwm_agent.common.schedules import decaying_schedule
+from pwm_agent.common.schedules import constant_value, decaying_schedule
 from pwm_agent.envs.wrappers import flat_box
 from pwm_agent.planning import MPPIConfig, MPPIPlanner
 from pwm_agent.datasets.dataset import OfflineDataset
@@ -51,9 +51,10 @@ class PWM(OffPolicyAlgorithm):
     :param learning_rate: actor and critic learning rate, or an SB3 schedule.
     :param learning_rate_final: when ``learning_rate`` is a float (or SB3's
         ``ConstantSchedule``, which rl-zoo3 makes of a number in its YAML), decay it linearly
-        to this value over training (SB3's progress: over each ``learn()`` call, or over
-        the whole run with ``reset_num_timesteps=False``); ``None``: constant. Any other
-        schedule is used as it is and this value is ignored.
+        to this value following SB3's progress, so every ``learn()`` call ends at it (a call
+        with ``reset_num_timesteps=False`` starts part of the way down: see the algorithm
+        docs); ``None``: constant. Any other schedule is used as it is and this value is
+        ignored.
     :param model_learning_rate: world-model learning rate.
     :param buffer_size: replay capacity in transitions (over all envs).
     :param learning_starts: env steps of random actions before training; at least
@@ -252,13 +253,14 @@ class PWM(OffPolicyAlgorithm):
         self.policy.cuda_graphs = self.update_config.cuda_graphs
         self.updater = Updater(self.policy, self.update_config, self.lr_schedule(1.0), self.model_learning_rate)
         self._warned_partial_fallback = False  # _sample_windows warns once per agent
+        self._warned_decay_restart = False  # _setup_learn warns once per agent
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "updater.actor_optimizer", "updater.critic_optimizer", "updater.model_optimizer"], []
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "updater", "update_config", "_raw_last_obs",
-                "_warned_partial_fallback"]
+                "_warned_partial_fallback", "_warned_decay_restart"]
 
     # --------------------------------------------------------------- learning
     def learn(
@@ -286,8 +288,18 @@ class PWM(OffPolicyAlgorithm):
         checks.check_learning_starts(self.learning_starts, self.horizon, self.n_envs)
         offline._require_one_task(self)
         env_will_reset = reset_num_timesteps or self._last_obs is None
+        decayed = not reset_num_timesteps and self.num_timesteps > 0 and self._decays()
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         self._warn_if_buffer_lost()
+        if decayed and not self._warned_decay_restart:
+            self._warned_decay_restart = True
+            warnings.warn(
+                f"This learn() call continues a run whose learning rate decayed to learning_rate_final="
+                f"{self.learning_rate_final} at the end of the previous call; it decays again from "
+                f"{self.lr_schedule(self._current_progress_remaining):.3g} (SB3's progress). Train in one learn() "
+                "call, or pass learning_rate_final=None for a constant rate.",
+                UserWarning, stacklevel=5,
+            )
         if env_will_reset:
             self.replay_buffer.mark_episode_boundary()
             self._raw_last_obs = np.array(self._last_obs, copy=True)
@@ -311,6 +323,10 @@ class PWM(OffPolicyAlgorithm):
             self.replay_buffer = previous
             raise ValueError(f"The replay buffer file {path} {problem}; the agent keeps its own buffer.")
         loaded.mark_episode_boundary()
+
+    def _decays(self) -> bool:
+        """Whether the actor/critic rate follows PWM's own linear decay."""
+        return self.learning_rate_final is not None and constant_value(self.learning_rate) is not None
 
     def _warn_if_buffer_lost(self) -> None:
         """Training past ``learning_starts`` on an empty buffer (a loaded agent whose buffer
