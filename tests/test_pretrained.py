@@ -92,8 +92,9 @@ def test_bad_tasks_and_envs_are_named(mt30_checkpoint: Path) -> None:
 
 def test_single_task_checkpoint_has_no_task_to_pick(mt30_checkpoint: Path, tmp_path: Path) -> None:
     blob = torch.load(mt30_checkpoint, map_location="cpu", weights_only=True)
-    blob["model"] = {k: v for k, v in blob["model"].items() if "_task_emb" not in k and "_action_masks" not in k}
-    torch.save(blob, tmp_path / "single.pt")
+    # a single-task model: no task embeddings, action masks or task table
+    single = {"model": {k: v for k, v in blob["model"].items() if "_task_emb" not in k and "_action_masks" not in k}}
+    torch.save(single, tmp_path / "single.pt")
     with pytest.raises(CheckpointError, match="single-task checkpoint.*load_world_model"):
         PWM.from_pretrained(tmp_path / "single.pt", task="pendulum-swingup", env="Pendulum-v1")
 
