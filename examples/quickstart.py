@@ -1,7 +1,8 @@
 """Quickstart: train PWM on a Gymnasium task and compare it with a random policy.
 
 Run ``python examples/quickstart.py`` (Pendulum-v1, 20,000 env steps: about
-15-30 minutes on a 2-core CPU; ``--timesteps 5000`` for a first look). It
+12-35 minutes on a 2-core CPU, depending on the CPU and its other jobs;
+``--timesteps 5000`` for a first look). It
 writes, under ``--output-dir``:
 
 - ``pwm_<task>.zip``: the trained agent (reload it with ``PWM.load``);
