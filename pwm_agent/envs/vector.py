@@ -19,11 +19,17 @@ def _obs_at(obs: Any, i: int) -> Any:
     return np.array(obs[i], copy=True)
 
 
+def _rows(obs: Any, mask: np.ndarray) -> Any:
+    """A copy of the sub-envs' rows where ``mask`` holds, of a batched (array or dict) observation."""
+    if isinstance(obs, dict):
+        return {k: _rows(v, mask) for k, v in obs.items()}
+    return np.asarray(obs)[mask]
+
+
 def _same(a: Any, b: Any) -> bool:
     """Equal observations (arrays or dicts of arrays; NaN equals NaN)."""
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    a, b = np.asarray(a), np.asarray(b)
     return a.shape == b.shape and bool(np.all((a == b) | ((a != a) & (b != b))))
 
 
@@ -113,11 +119,12 @@ class GymnasiumVecEnv(VecEnv):
         advice = ("PWM resets finished sub-envs with reset(options={'reset_mask': dones}) in NEXT_STEP mode. "
                   "Make the env with autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP (e.g. "
                   "gym.make_vec(..., vector_kwargs={'autoreset_mode': AutoresetMode.SAME_STEP})).")
+        running = _rows(obs, ~dones)  # copied: the env may reuse its buffer on reset
         try:
             new_obs, reset_info = self.venv.reset(options={"reset_mask": dones})
         except ValueError as err:  # e.g. gymnasium's vector NormalizeObservation
             raise ValueError(f"This vector env cannot reset single sub-envs ({err}). {advice}") from err
-        if not all(_same(_obs_at(obs, i), _obs_at(new_obs, i)) for i in np.flatnonzero(~dones)):
+        if not _same(running, _rows(new_obs, ~dones)):
             raise RuntimeError(f"The vector env reset sub-envs that had not finished: it ignores the reset mask. "
                                f"{advice}")
         for i, reset_i in enumerate(_split_infos(reset_info, self.num_envs)):

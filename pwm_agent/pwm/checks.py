@@ -199,9 +199,15 @@ def _init_arguments(cls: type) -> set[str]:
     return names
 
 
-def check_policy_kwargs(policy_class: type, policy_kwargs: dict[str, Any] | None) -> None:
+def check_policy_kwargs(
+    policy: str | type, aliases: dict[str, type], policy_kwargs: dict[str, Any] | None
+) -> None:
     """Unknown ``policy_kwargs`` (SB3's ``net_arch``, ...) and world-model fields raise
-    with the accepted names, before any network is built."""
+    with the accepted names, before any network is built. ``policy`` is a class or a
+    name of ``aliases`` (an unknown name is left to SB3's own error)."""
+    policy_class = aliases.get(policy, policy) if isinstance(policy, str) else policy
+    if not isinstance(policy_class, type):
+        return
     kwargs = policy_kwargs or {}
     accepted = _init_arguments(policy_class) - {"self", "observation_space", "action_space", "lr_schedule"}
     unknown = sorted(set(kwargs) - accepted)

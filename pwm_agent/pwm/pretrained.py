@@ -59,9 +59,9 @@ def _resolve_task(ckpt: TDMPC2Checkpoint, task: str | int, path: Any) -> int | N
     names = [spec.name for spec in ckpt.tasks] if ckpt.tasks is not None else []
     if task in names:
         return task_id(task, ckpt.tasks)
-    if _normalised(task) in map(_normalised, names):
-        raise ValueError(f"Task {task!r} is not in the checkpoint's task set; did you mean "
-                         f"{names[[_normalised(n) for n in names].index(_normalised(task))]!r}?")
+    spelled = {_normalised(name): name for name in names}.get(_normalised(task))
+    if spelled is not None:
+        raise ValueError(f"Task {task!r} is not in the checkpoint's task set; did you mean {spelled!r}?")
     return None
 
 

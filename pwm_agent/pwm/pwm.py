@@ -169,9 +169,7 @@ class PWM(OffPolicyAlgorithm):
         self._init_kwargs = {k: v for k, v in locals().items() if k not in _NOT_SAVED_ARGS}
         if replay_buffer_class is SequenceReplayBuffer:
             self._init_kwargs["replay_buffer_class"] = None
-        policy_class = self.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
-        if isinstance(policy_class, type):
-            checks.check_policy_kwargs(policy_class, policy_kwargs)
+        checks.check_policy_kwargs(policy, self.policy_aliases, policy_kwargs)
         serialization.check_saveable(self._init_kwargs, policy_kwargs)
         super().__init__(
             policy,

@@ -139,14 +139,19 @@ def _class_to_json(value: type | None) -> dict[str, str] | None:
     return None if value is None else {"class": f"{value.__module__}.{value.__qualname__}"}
 
 
+def _hyper_to_json(hyper: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments (the learning rate already converted) as JSON values, or a
+    ``ValueError`` naming the one that cannot be."""
+    if "replay_buffer_class" in hyper:
+        hyper = {**hyper, "replay_buffer_class": _class_to_json(hyper["replay_buffer_class"])}
+    return {k: _json_ready(k, v) for k, v in hyper.items()}
+
+
 def check_saveable(hyper: dict[str, Any], policy_kwargs: dict[str, Any] | None) -> None:
     """Raise now, not at the first ``save()`` (possibly deep into training, from a
     callback), if a constructor argument could not be written to the JSON config.
     Learning-rate schedules are exempt: they are saved as well as they can be."""
-    for name, value in hyper.items():
-        if name == "learning_rate" and callable(value):
-            continue
-        _json_ready(name, _class_to_json(value) if name == "replay_buffer_class" else value)
+    _hyper_to_json({k: v for k, v in hyper.items() if not (k == "learning_rate" and callable(v))})
     _json_ready("policy_kwargs", policy_kwargs or {})
 
 
@@ -173,9 +178,7 @@ def make_config(model: PWM) -> dict[str, Any]:
         hyper["learning_rate"] = start  # a ConstantSchedule that decays is a float to the agent
     else:
         hyper["learning_rate"] = schedule_to_json(hyper["learning_rate"])
-    if "replay_buffer_class" in hyper:
-        hyper["replay_buffer_class"] = _class_to_json(hyper["replay_buffer_class"])
-    hyper = {k: _json_ready(k, v) for k, v in hyper.items()}
+    hyper = _hyper_to_json(hyper)
     return {
         "format": "pwm_agent",
         "algorithm": _family(type(model)),

@@ -94,9 +94,7 @@ class SHAC(BaseAlgorithm):
         _check_rates(gamma, gae_lambda, betas, learning_rate_final)
         self._init_kwargs = {k: v for k, v in locals().items() if k not in _NOT_SAVED_ARGS}
         self._init_kwargs["betas"] = list(betas)
-        policy_class = self.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
-        if isinstance(policy_class, type):
-            check_policy_kwargs(policy_class, policy_kwargs)
+        check_policy_kwargs(policy, self.policy_aliases, policy_kwargs)
         serialization.check_saveable(self._init_kwargs, policy_kwargs)
         if env is None and _init_setup_model:
             raise ValueError("SHAC needs an env: pass a differentiable env or a task name such as 'CartPoleSwingUp' "
