@@ -12,7 +12,9 @@ Usage::
 
     python benchmarks/speed.py                      # fp32
     python benchmarks/speed.py --bf16               # adds a bf16-autocast row
+    python benchmarks/speed.py --compile            # adds compile_updates=True rows (torch.compile)
     python benchmarks/speed.py --configs single     # only the single-task config
+    python benchmarks/speed.py --configs default    # the agent's default sizes
     python benchmarks/speed.py --breakdown          # + time share and rate inside matmuls
     python benchmarks/speed.py --device cuda --bf16 # on a GPU (the reference matmul runs there too)
 """
@@ -58,6 +60,8 @@ SHAPES = {
     "single": Shape("pwm single-task (Ant shape)", 37, 8, 128, "pwm", (400, 200, 100), (400, 200)),
     # TD-MPC2 5M world model, multi-task extraction batch.
     "5m": Shape("tdmpc2-5M (batch 512)", 24, 6, 512, "tdmpc2-5M", (512, 512), (512, 512)),
+    # The agent's defaults (small preset, horizon 5, 2 x 4 critic minibatches) at HalfCheetah's shape.
+    "default": Shape("agent defaults (HalfCheetah shape)", 17, 6, 64, "small", (128, 128), (128, 128), 5, 2, 4),
 }
 
 
@@ -134,7 +138,9 @@ def matmul_gflops(m: int, k: int, n: int, repeats: int = 20, dtype: torch.dtype 
     return 2 * m * k * n / seconds / 1e9
 
 
-def make_updater(shape: Shape, bf16: bool, graphs: bool = True) -> tuple[Updater, WindowBatch]:
+def make_updater(
+    shape: Shape, bf16: bool, graphs: bool = True, compiled: bool = False
+) -> tuple[Updater, WindowBatch]:
     obs_space = spaces.Box(-np.inf, np.inf, (shape.obs_dim,), np.float32)
     act_space = spaces.Box(-1.0, 1.0, (shape.act_dim,), np.float32)
     policy = PWMPolicy(
@@ -150,6 +156,7 @@ def make_updater(shape: Shape, bf16: bool, graphs: bool = True) -> tuple[Updater
         critic_minibatches=shape.critic_minibatches,
         use_bf16=bf16,
         cuda_graphs=graphs,
+        compile_updates=compiled,
     )
     updater = Updater(policy, config, 5e-4, 3e-4)
     h, b = shape.horizon, shape.batch
@@ -175,14 +182,19 @@ def update_parts(updater: Updater, batch: WindowBatch) -> dict[str, Callable[[],
 
 
 def bench_update(
-    shape: Shape, bf16: bool, repeats: int, breakdown: bool = False, graphs: bool = True
+    shape: Shape, bf16: bool, repeats: int, breakdown: bool = False, graphs: bool = True, compiled: bool = False
 ) -> dict[str, float]:
     """Time each part of one update; FLOPs are counted on an eager copy (graph replays
-    dispatch no operators to count)."""
-    updater, batch = make_updater(shape, bf16, graphs)
+    and compiled code dispatch no operators to count). With ``compiled`` the first
+    calls (compilation, or loading torch's cache) are timed as ``compile_s``."""
+    updater, batch = make_updater(shape, bf16, graphs, compiled)
     eager = update_parts(*make_updater(shape, bf16, graphs=False))
+    start = time.perf_counter()
     parts = update_parts(updater, batch)
-    result: dict[str, float] = {}
+    if compiled:
+        for fn in parts.values():
+            fn()
+    result: dict[str, float] = {"compile_s": time.perf_counter() - start} if compiled else {}
     total_flops, total_time = 0, 0.0
     for name, fn in parts.items():
         flops = count_flops(eager[name])
@@ -230,6 +242,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=["single", "5m"], choices=sorted(SHAPES))
     parser.add_argument("--bf16", action="store_true", help="also time each config under bf16 autocast")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time each mode with compile_updates=True (torch.compile; CPU)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--breakdown", action="store_true",
                         help="profile each part: time share inside matmuls and their own GFLOP/s")
@@ -253,21 +267,25 @@ def main() -> None:
         m = shape.batch * shape.horizon // shape.critic_minibatches
         ref = matmul_gflops(m, width, width)
         graphs = not args.no_cuda_graphs
-        rows = {"fp32": bench_update(shape, False, args.repeats, args.breakdown, graphs)}
         results[key] = {"name": shape.name, "batch": shape.batch, "matmul_gflops": ref, "cuda_graphs": graphs}
         if args.bf16:
-            rows["bf16"] = bench_update(shape, True, args.repeats, args.breakdown, graphs)
             results[key]["matmul_gflops_bf16"] = matmul_gflops(m, width, width, dtype=torch.bfloat16)
+        rows = {}
+        for bf16 in (False, True) if args.bf16 else (False,):
+            for compiled in (False, True) if args.compile else (False,):
+                mode = ("bf16" if bf16 else "fp32") + (" compiled" if compiled else "")
+                rows[mode] = bench_update(shape, bf16, args.repeats, args.breakdown, graphs, compiled)
         results[key].update(rows)
         for mode, row in rows.items():
             ratio = row["update_gflops"] / ref
-            bf16_ref = results[key].get("matmul_gflops_bf16") if mode == "bf16" else None
+            bf16_ref = results[key].get("matmul_gflops_bf16") if mode.startswith("bf16") else None
             print(
                 f"{shape.name}, batch {shape.batch} [{mode}]: update {row['update_ms']:.1f} ms "
                 f"(world model {row['world_model_ms']:.1f}, actor {row['actor_ms']:.1f}, "
                 f"critic {row['critic_ms']:.1f}); {row['update_gflop']:.2f} GFLOP -> "
                 f"{row['update_gflops']:.1f} GFLOP/s = {ratio:.0%} of fp32 matmul ({ref:.1f} GFLOP/s)"
                 + ("" if bf16_ref is None else f", {row['update_gflops'] / bf16_ref:.0%} of bf16 matmul ({bf16_ref:.1f})")
+                + (f"; first calls (compiling) {row['compile_s']:.0f} s" if "compile_s" in row else "")
             )
             for part in ("world_model", "actor", "critic") if args.breakdown else ():
                 busy = row.get(f"{part}_gpu_busy_share")

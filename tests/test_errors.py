@@ -304,3 +304,10 @@ def test_nan_policy_skip_never_trains_on_a_non_finite_observation():
     assert model.skipped_transitions == 2 * (120 // 17)
     # ... so every stored valid transition is a real step of the env.
     np.testing.assert_array_equal(next_obs[valid, 1], obs[valid, 1] + 1)
+
+
+def test_compile_updates_without_a_compiler_names_the_fix(tiny, monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(ValueError, match="compile_updates=False"):
+        PWM("MlpPolicy", "Pendulum-v1", compile_updates=True, **tiny)

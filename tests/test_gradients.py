@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -297,3 +298,31 @@ def test_actor_std_clamp_and_deterministic_action():
     assert torch.all(actor(z).abs() <= 1.0)
     actor.action_mask.copy_(torch.tensor([1.0, 0.0, 1.0]))
     assert torch.all(actor(z)[:, 1] == 0)
+
+
+# --------------------------------------------------------------------------- compiled updates
+def _copy_of(filled: PWM, **overrides) -> PWM:
+    model = PWM("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs(learning_starts=60, **overrides))
+    model.policy.load_state_dict(filled.policy.state_dict())
+    model.replay_buffer = filled.replay_buffer
+    return model
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("clang++") is None, reason="no C++ compiler")
+def test_compiled_update_matches_the_eager_one(filled):
+    eager, compiled = _copy_of(filled), _copy_of(filled, compile_updates=True)
+    batch = sample(eager)
+    results = []
+    for model in (eager, compiled):
+        torch.manual_seed(1)  # the actor's noise and the critic minibatch order
+        for _ in range(2):  # the second update runs the compiled code built by the first
+            model.updater.update(batch, lambda: batch)
+        results.append(model.updater.pop_metrics())
+    assert compiled.updater._compiled.keys() == {"world_model_loss", "actor_objective", "critic_loss", "critic_targets"}
+    for key, value in results[0].items():
+        assert results[1][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+    for name, module in parts(eager).items():
+        for (key, p), q in zip(module.named_parameters(), parts(compiled)[name].parameters()):
+            torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=f"{name}.{key}")
+    # The actor step froze the world model and critics only while it ran.
+    assert all(p.requires_grad for p in compiled.policy.parameters())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
+import shutil
 from typing import Any, Callable
 
 import numpy as np
@@ -23,12 +25,26 @@ __all__ = [
     "check_env_spaces",
     "check_spaces",
     "check_hyperparameters",
+    "check_compiler",
     "check_learning_starts",
     "check_policy_kwargs",
     "finite_transitions",
     "zero_non_finite",
     "wrap_env",
 ]
+
+
+def check_compiler(compile_updates: bool, device_type: str) -> None:
+    """``compile_updates`` on a CPU needs the C++ compiler that ``torch.compile`` builds with."""
+    if not compile_updates or device_type != "cpu":
+        return
+    candidates = [os.environ.get("CXX"), "g++", "clang++", "c++", "cl"]
+    if not any(shutil.which(name) for name in candidates if name):
+        raise ValueError(
+            "compile_updates=True runs the updates through torch.compile, which needs a C++ compiler on a CPU "
+            "(none of g++, clang++, c++, cl or $CXX was found): install one (e.g. apt install g++) or set "
+            "compile_updates=False."
+        )
 
 
 def check_hyperparameters(

@@ -96,6 +96,11 @@ class PWM(OffPolicyAlgorithm):
         it: PWM's small networks make an eager update launch-bound. Optimiser steps
         stay eager. No effect on CPU; a step that cannot be recorded runs eagerly
         with a warning.
+    :param compile_updates: on a CPU, run the training losses (world model, actor
+        rollout, critic) through ``torch.compile``, which fuses the elementwise work
+        between the matmuls into a few loops. Faster per update, but the first update
+        compiles for minutes (later runs reuse torch's on-disk cache); needs a C++
+        compiler. No effect on a GPU (CUDA graphs cover it there).
     :param log_every: updates between two records of the training metrics
         (reading losses back from a GPU costs a host sync).
     :param replay_buffer_class: a :class:`SequenceReplayBuffer` subclass (default: it).
@@ -149,6 +154,7 @@ class PWM(OffPolicyAlgorithm):
         nan_policy: str = "raise",
         use_bf16: bool = False,
         cuda_graphs: bool = True,
+        compile_updates: bool = False,
         log_every: int = 100,
         replay_buffer_class: type[SequenceReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,

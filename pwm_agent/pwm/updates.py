@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch.nn.utils import clip_grad_norm_
 
 from pwm_agent.buffers import WindowBatch
 from pwm_agent.objectives import Imagination, discounted_return, imagine, td_lambda_targets
+from pwm_agent.pwm.checks import check_compiler
 from pwm_agent.pwm.distributed import GradientSync
 from pwm_agent.pwm.graphs import MemoryKey, StepGraph
 from pwm_agent.pwm.policies import PWMPolicy
@@ -29,6 +31,20 @@ def _set_grads(params: Iterable[torch.nn.Parameter], grads: Grads) -> None:
     graph memory, which another graph of the same step does not share)."""
     for param, grad in zip(params, grads):
         param.grad = grad
+
+
+@contextmanager
+def _frozen(*modules: torch.nn.Module) -> Iterator[None]:
+    """Parameters of ``modules`` need no gradient inside (restored after): a backward
+    pass through what was built inside skips their weight gradients, compiled or not."""
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def _adam(params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
@@ -58,6 +74,7 @@ class UpdateConfig:
     bc_coef: float = 0.0
     use_bf16: bool = False
     cuda_graphs: bool = True
+    compile_updates: bool = False
 
 
 class Updater:
@@ -65,6 +82,7 @@ class Updater:
     until :meth:`pop_metrics` reads them (one host sync per logging period)."""
 
     def __init__(self, policy: PWMPolicy, config: UpdateConfig, learning_rate: float, model_lr: float) -> None:
+        check_compiler(config.compile_updates, policy.device.type)
         self.policy, self.config = policy, config
         self.actor_optimizer = _adam(policy.actor.parameters(), learning_rate, ADAM_BETAS)
         self.critic_optimizer = _adam(policy.critic.parameters(), learning_rate, ADAM_BETAS)
@@ -80,7 +98,18 @@ class Updater:
         self.graphs: dict[str, StepGraph] = {}
         self._graph_anchor = -1
         self._memory = MemoryKey(policy)
+        self._compiled: dict[str, Callable[..., Any]] = {}
         self._fresh_graphs()
+
+    def _maybe_compiled(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn``, or with ``compile_updates`` on a CPU its ``torch.compile`` form (built on
+        first use, kept per ``name``): the elementwise work between the matmuls (Mish,
+        LayerNorm, SimNorm, losses and their backward passes) runs as a few fused loops."""
+        if not (self.config.compile_updates and self.policy.device.type == "cpu"):
+            return fn
+        if name not in self._compiled:
+            self._compiled[name] = torch.compile(fn, dynamic=False)
+        return self._compiled[name]
 
     def _fresh_graphs(self) -> dict[str, StepGraph]:
         """The step graphs, recorded anew when the parameters moved to new memory
@@ -94,7 +123,9 @@ class Updater:
             self.graphs = {
                 "world_model": StepGraph(self._world_model_step, "world-model", enabled),
                 "actor": StepGraph(self._actor_step, "actor", enabled),
-                "critic_targets": StepGraph(self._critic_targets, "critic-target", enabled),
+                "critic_targets": StepGraph(
+                    self._maybe_compiled("critic_targets", self._critic_targets), "critic-target", enabled
+                ),
                 "critic": StepGraph(self._critic_step, "critic", enabled),
             }
             self._graph_anchor = anchor
@@ -163,7 +194,11 @@ class Updater:
         rewards = self.reward_targets(batch.rewards, update=update_stats, mask=batch.mask)
         # A task-bound model pads and supplies its own task id; a multi-task one needs the batch's.
         tasks = batch.tasks if world_model.bound_task is None else None
-        return world_model_loss(
+        # Validation (no gradients, other batch sizes) stays eager: no compilation of its own.
+        loss_fn = world_model_loss
+        if torch.is_grad_enabled():
+            loss_fn = self._maybe_compiled("world_model_loss", world_model_loss)
+        return loss_fn(
             world_model, batch.observations, batch.actions, rewards, batch.terminated, tasks, self.loss_weights,
             batch.mask,
         )
@@ -238,17 +273,8 @@ class Updater:
         policy, cfg = self.policy, self.config
         with torch.no_grad():
             z0 = policy.world_model.encode(obs)
-        with self._autocast():
-            imagination = imagine(
-                policy.world_model, policy.actor, z0, cfg.horizon, None, cfg.symexp_rewards, noise
-            )
-            bootstrap = policy.critic.min_value(imagination.latents[-1])
-        # Sums and discounts in float32 (under bf16 autocast the heads return bf16).
-        returns = discounted_return(
-            imagination.rewards.float(), imagination.continues.float(), bootstrap.float(), cfg.gamma
-        )
-        scale = policy.return_rms.std() if cfg.normalize_returns else float(cfg.horizon)
-        loss = -(returns / scale).mean()
+        with _frozen(policy.world_model, policy.critic):
+            loss, returns, imagination = self._maybe_compiled("actor_objective", self._actor_objective)(z0, noise)
         metrics: dict[str, torch.Tensor] = {}
         if behavior_actions is not None and cfg.bc_coef > 0:
             with self._autocast():
@@ -265,6 +291,24 @@ class Updater:
         detached = Imagination(*(t.detach().float() for t in imagination))
         metrics.update(actor_loss=loss.detach(), actor_grad_norm=grad_norm, imagined_return=returns.detach().mean())
         return detached, metrics, grads
+
+    def _actor_objective(
+        self, z0: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, Imagination]:
+        """Imagined rollout from ``z0 [B, L]`` with noise ``[H, B, A]``: the actor loss
+        (minus the normalised H-step return), the returns ``[B]`` and the trajectory."""
+        policy, cfg = self.policy, self.config
+        with self._autocast():
+            imagination = imagine(
+                policy.world_model, policy.actor, z0, cfg.horizon, None, cfg.symexp_rewards, noise
+            )
+            bootstrap = policy.critic.min_value(imagination.latents[-1])
+        # Sums and discounts in float32 (under bf16 autocast the heads return bf16).
+        returns = discounted_return(
+            imagination.rewards.float(), imagination.continues.float(), bootstrap.float(), cfg.gamma
+        )
+        scale = policy.return_rms.std() if cfg.normalize_returns else float(cfg.horizon)
+        return -(returns / scale).mean(), returns, imagination
 
     def train_critic(self, imagination: Imagination) -> dict[str, torch.Tensor]:
         """``critic_iterations x critic_minibatches`` steps on TD(lambda) targets of the
@@ -300,15 +344,18 @@ class Updater:
         """Loss, gradients and clipping of one critic minibatch (``inputs [N, L]``,
         ``targets [N]``): one critic step but its optimiser step. Returns the loss, the
         gradient norm and the gradients."""
-        critic = self.policy.critic
-        with self._autocast():
-            pred = critic(inputs).float()  # [K, N]
-        loss = ((pred - targets) ** 2).mean()
+        loss = self._maybe_compiled("critic_loss", self._critic_loss)(inputs, targets)
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        params = list(critic.parameters())
+        params = list(self.policy.critic.parameters())
         grad_norm = clip_grad_norm_(params, self.config.critic_max_grad_norm, foreach=True)
         return loss.detach(), grad_norm, [p.grad for p in params]
+
+    def _critic_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of every member on ``inputs [N, L]``, ``targets [N]``."""
+        with self._autocast():
+            pred = self.policy.critic(inputs).float()  # [K, N]
+        return ((pred - targets) ** 2).mean()
 
     def pop_metrics(self) -> dict[str, float]:
         """Means of the metrics since the last call (reads them back to the host)."""
