@@ -257,3 +257,10 @@ def test_recording_gives_up_after_its_retries() -> None:
     assert len(attempts) == 2 and graph.num_graphs == 0 and not graph.active
     for out in outs:
         torch.testing.assert_close(out, x + 1)
+
+
+def test_compile_updates_on_the_gpu_warns_that_it_does_nothing() -> None:
+    with pytest.warns(UserWarning, match="compile_updates=True only compiles updates on a CPU"):
+        agent = _pendulum_agent("cuda", compile_updates=True)
+    agent.learn(80)
+    assert agent.updater._compiled == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -83,6 +84,12 @@ class Updater:
 
     def __init__(self, policy: PWMPolicy, config: UpdateConfig, learning_rate: float, model_lr: float) -> None:
         check_compiler(config.compile_updates, policy.device.type)
+        if config.compile_updates and policy.device.type != "cpu":
+            warnings.warn(
+                f"compile_updates=True only compiles updates on a CPU; on {policy.device.type} the steps run as "
+                "they would without it (on a GPU, cuda_graphs=True removes the launch overhead instead).",
+                stacklevel=2,
+            )
         self.policy, self.config = policy, config
         self.actor_optimizer = _adam(policy.actor.parameters(), learning_rate, ADAM_BETAS)
         self.critic_optimizer = _adam(policy.critic.parameters(), learning_rate, ADAM_BETAS)
