@@ -181,35 +181,65 @@ def update_parts(updater: Updater, batch: WindowBatch) -> dict[str, Callable[[],
     }
 
 
-def bench_update(
-    shape: Shape, bf16: bool, repeats: int, breakdown: bool = False, graphs: bool = True, compiled: bool = False
-) -> dict[str, float]:
-    """Time each part of one update; FLOPs are counted on an eager copy (graph replays
-    and compiled code dispatch no operators to count). With ``compiled`` the first
-    calls (compilation, or loading torch's cache) are timed as ``compile_s``."""
-    updater, batch = make_updater(shape, bf16, graphs, compiled)
-    eager = update_parts(*make_updater(shape, bf16, graphs=False))
+def timeit_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median seconds per call of each function, the calls taken in turn (a, b, a, b, ...)
+    so that a change in the machine's load falls on all of them alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {key: [] for key in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[key].append(time.perf_counter() - start)
+    return {key: float(np.median(values)) for key, values in times.items()}
+
+
+def prepare_parts(
+    shape: Shape, bf16: bool, graphs: bool, compiled: bool
+) -> tuple[dict[str, Callable[[], object]], float]:
+    """The parts of one update of a new updater and the seconds their first calls took
+    (compilation, or loading torch's cache, with ``compiled``; 0 otherwise)."""
     start = time.perf_counter()
-    parts = update_parts(updater, batch)
+    parts = update_parts(*make_updater(shape, bf16, graphs, compiled))
     if compiled:
         for fn in parts.values():
             fn()
-    result: dict[str, float] = {"compile_s": time.perf_counter() - start} if compiled else {}
-    total_flops, total_time = 0, 0.0
-    for name, fn in parts.items():
-        flops = count_flops(eager[name])
-        seconds = timeit(fn, repeats, warmup=4)
-        result[f"{name}_ms"] = seconds * 1e3
-        result[f"{name}_gflops"] = flops / seconds / 1e9
-        if breakdown:
-            for key, value in matmul_breakdown(eager[name], flops).items():
-                result[f"{name}_{key}"] = value
-        total_flops += flops
-        total_time += seconds
-    result["update_ms"] = total_time * 1e3
-    result["update_gflops"] = total_flops / total_time / 1e9
-    result["update_gflop"] = total_flops / 1e9
-    return result
+    return parts, (time.perf_counter() - start if compiled else 0.0)
+
+
+def bench_modes(
+    shape: Shape, modes: dict[str, tuple[bool, bool]], repeats: int, breakdown: bool = False, graphs: bool = True
+) -> dict[str, dict[str, float]]:
+    """Time each part of one update in every mode (``name -> (bf16, compiled)``), the
+    modes' calls interleaved. FLOPs are counted on an eager copy (graph replays and
+    compiled code dispatch no operators to count)."""
+    prepared = {mode: prepare_parts(shape, bf16, graphs, compiled) for mode, (bf16, compiled) in modes.items()}
+    eager = {bf16: update_parts(*make_updater(shape, bf16, graphs=False)) for bf16, _ in modes.values()}
+    rows: dict[str, dict[str, float]] = {mode: {} for mode in modes}
+    for mode, (_, compile_s) in prepared.items():
+        if modes[mode][1]:
+            rows[mode]["compile_s"] = compile_s
+    totals = {mode: [0, 0.0] for mode in modes}
+    for name in ("world_model", "actor", "critic"):
+        flops = {bf16: count_flops(parts[name]) for bf16, parts in eager.items()}
+        seconds = timeit_interleaved({mode: prepared[mode][0][name] for mode in modes}, repeats, warmup=4)
+        for mode, (bf16, _) in modes.items():
+            row = rows[mode]
+            row[f"{name}_ms"] = seconds[mode] * 1e3
+            row[f"{name}_gflops"] = flops[bf16] / seconds[mode] / 1e9
+            if breakdown:
+                for key, value in matmul_breakdown(eager[bf16][name], flops[bf16]).items():
+                    row[f"{name}_{key}"] = value
+            totals[mode][0] += flops[bf16]
+            totals[mode][1] += seconds[mode]
+    for mode, (total_flops, total_time) in totals.items():
+        rows[mode].update(update_ms=total_time * 1e3, update_gflops=total_flops / total_time / 1e9,
+                          update_gflop=total_flops / 1e9)
+    return rows
 
 
 def predict_latency(repeats: int = 2000) -> dict[str, float]:
@@ -270,11 +300,12 @@ def main() -> None:
         results[key] = {"name": shape.name, "batch": shape.batch, "matmul_gflops": ref, "cuda_graphs": graphs}
         if args.bf16:
             results[key]["matmul_gflops_bf16"] = matmul_gflops(m, width, width, dtype=torch.bfloat16)
-        rows = {}
-        for bf16 in (False, True) if args.bf16 else (False,):
-            for compiled in (False, True) if args.compile else (False,):
-                mode = ("bf16" if bf16 else "fp32") + (" compiled" if compiled else "")
-                rows[mode] = bench_update(shape, bf16, args.repeats, args.breakdown, graphs, compiled)
+        modes = {
+            ("bf16" if bf16 else "fp32") + (" compiled" if compiled else ""): (bf16, compiled)
+            for bf16 in ((False, True) if args.bf16 else (False,))
+            for compiled in ((False, True) if args.compile else (False,))
+        }
+        rows = bench_modes(shape, modes, args.repeats, args.breakdown, graphs)
         results[key].update(rows)
         for mode, row in rows.items():
             ratio = row["update_gflops"] / ref

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -311,3 +312,12 @@ def test_compile_updates_without_a_compiler_names_the_fix(tiny, monkeypatch):
     monkeypatch.delenv("CXX", raising=False)
     with pytest.raises(ValueError, match="compile_updates=False"):
         PWM("MlpPolicy", "Pendulum-v1", compile_updates=True, **tiny)
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(tiny):
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        PWM("MlpPolicy", "Pendulum-v1", use_bf16=True, **tiny)  # tiny runs on the CPU
+    slow = [w for w in caught if "use_bf16=True on a CPU without native bf16" in str(w.message)]
+    assert len(slow) == (0 if native else 1)

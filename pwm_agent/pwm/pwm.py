@@ -89,8 +89,10 @@ class PWM(OffPolicyAlgorithm):
         in ``train/skipped_transitions`` and non-finite entries of the observation
         are replaced by zeros for acting.
     :param use_bf16: run the forward passes of training under bf16 autocast (CPU or
-        GPU): about 1.8x faster per update at the paper's sizes on a CPU, slower for
-        the small default preset; sums and discounts stay in float32.
+        GPU): about 1.8x faster per update at the paper's sizes on a CPU with native
+        bf16 instructions (AVX512-BF16 or AMX), about 10x slower on one without (a
+        warning says so), slower for the small default preset; sums and discounts
+        stay in float32.
     :param cuda_graphs: on a GPU, record each training step (world model, actor,
         critic minibatch) as a CUDA graph after three eager warm-up calls and replay
         it: PWM's small networks make an eager update launch-bound. Optimiser steps

@@ -12,7 +12,7 @@ from torch.nn.utils import clip_grad_norm_
 
 from pwm_agent.buffers import WindowBatch
 from pwm_agent.objectives import Imagination, discounted_return, imagine, td_lambda_targets
-from pwm_agent.pwm.checks import check_compiler
+from pwm_agent.pwm.checks import check_bf16, check_compiler
 from pwm_agent.pwm.distributed import GradientSync
 from pwm_agent.pwm.graphs import MemoryKey, StepGraph
 from pwm_agent.pwm.policies import PWMPolicy
@@ -84,6 +84,7 @@ class Updater:
 
     def __init__(self, policy: PWMPolicy, config: UpdateConfig, learning_rate: float, model_lr: float) -> None:
         check_compiler(config.compile_updates, policy.device.type)
+        check_bf16(config.use_bf16, policy.device.type)
         if config.compile_updates and policy.device.type != "cpu":
             warnings.warn(
                 f"compile_updates=True only compiles updates on a CPU; on {policy.device.type} the steps run as "
