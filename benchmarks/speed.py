@@ -2,7 +2,8 @@
 
 Measures, in one process and one run:
 
-- a plain fp32 matmul of similar size (the machine's reference GFLOP/s);
+- a plain fp32 matmul of similar size (the machine's reference GFLOP/s), timed in turn
+  with the update's parts so that both see the same machine load;
 - one PWM update (world model / actor / critic) at the authors' single-task
   configuration and at TD-MPC2's 5M shape, with FLOPs counted by
   ``torch.utils.flop_counter.FlopCounterMode``;
@@ -211,12 +212,29 @@ def prepare_parts(
     return parts, (time.perf_counter() - start if compiled else 0.0)
 
 
+def reference_matmul(m: int, width: int, calls: int = 20) -> tuple[Callable[[], object], int]:
+    """``calls`` fp32 products ``[m, width] @ [width, width]`` as one function, and their FLOPs."""
+    a = torch.randn(m, width, device=DEVICE)
+    b = torch.randn(width, width, device=DEVICE)
+
+    def run() -> None:
+        for _ in range(calls):
+            a @ b
+
+    return run, 2 * m * width * width * calls
+
+
 def bench_modes(
     shape: Shape, modes: dict[str, tuple[bool, bool]], repeats: int, breakdown: bool = False, graphs: bool = True
-) -> dict[str, dict[str, float]]:
+) -> tuple[dict[str, dict[str, float]], float]:
     """Time each part of one update in every mode (``name -> (bf16, compiled)``), the
-    modes' calls interleaved. FLOPs are counted on an eager copy (graph replays and
-    compiled code dispatch no operators to count)."""
+    modes' calls and a reference fp32 matmul interleaved; returns the rows and the
+    reference GFLOP/s (median over all its turns). FLOPs are counted on an eager copy
+    (graph replays and compiled code dispatch no operators to count)."""
+    reference, reference_flops = reference_matmul(
+        shape.batch * shape.horizon // shape.critic_minibatches, max(shape.critic_arch[0], 512)
+    )
+    reference_times: list[float] = []
     prepared = {mode: prepare_parts(shape, bf16, graphs, compiled) for mode, (bf16, compiled) in modes.items()}
     eager = {bf16: update_parts(*make_updater(shape, bf16, graphs=False)) for bf16, _ in modes.values()}
     rows: dict[str, dict[str, float]] = {mode: {} for mode in modes}
@@ -226,7 +244,9 @@ def bench_modes(
     totals = {mode: [0, 0.0] for mode in modes}
     for name in ("world_model", "actor", "critic"):
         flops = {bf16: count_flops(parts[name]) for bf16, parts in eager.items()}
-        seconds = timeit_interleaved({mode: prepared[mode][0][name] for mode in modes}, repeats, warmup=4)
+        fns = {**{mode: prepared[mode][0][name] for mode in modes}, "reference matmul": reference}
+        seconds = timeit_interleaved(fns, repeats, warmup=4)
+        reference_times.append(seconds.pop("reference matmul"))
         for mode, (bf16, _) in modes.items():
             row = rows[mode]
             row[f"{name}_ms"] = seconds[mode] * 1e3
@@ -239,7 +259,7 @@ def bench_modes(
     for mode, (total_flops, total_time) in totals.items():
         rows[mode].update(update_ms=total_time * 1e3, update_gflops=total_flops / total_time / 1e9,
                           update_gflop=total_flops / 1e9)
-    return rows
+    return rows, reference_flops / float(np.median(reference_times)) / 1e9
 
 
 def predict_latency(repeats: int = 2000) -> dict[str, float]:
@@ -295,9 +315,8 @@ def main() -> None:
         shape = replace(SHAPES[key], batch=args.batch) if args.batch else SHAPES[key]
         width = max(shape.critic_arch[0], 512)
         m = shape.batch * shape.horizon // shape.critic_minibatches
-        ref = matmul_gflops(m, width, width)
         graphs = not args.no_cuda_graphs
-        results[key] = {"name": shape.name, "batch": shape.batch, "matmul_gflops": ref, "cuda_graphs": graphs}
+        results[key] = {"name": shape.name, "batch": shape.batch, "cuda_graphs": graphs}
         if args.bf16:
             results[key]["matmul_gflops_bf16"] = matmul_gflops(m, width, width, dtype=torch.bfloat16)
         modes = {
@@ -305,7 +324,8 @@ def main() -> None:
             for bf16 in ((False, True) if args.bf16 else (False,))
             for compiled in ((False, True) if args.compile else (False,))
         }
-        rows = bench_modes(shape, modes, args.repeats, args.breakdown, graphs)
+        rows, ref = bench_modes(shape, modes, args.repeats, args.breakdown, graphs)
+        results[key]["matmul_gflops"] = ref
         results[key].update(rows)
         for mode, row in rows.items():
             ratio = row["update_gflops"] / ref

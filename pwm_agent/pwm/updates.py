@@ -131,9 +131,7 @@ class Updater:
             self.graphs = {
                 "world_model": StepGraph(self._world_model_step, "world-model", enabled),
                 "actor": StepGraph(self._actor_step, "actor", enabled),
-                "critic_targets": StepGraph(
-                    self._maybe_compiled("critic_targets", self._critic_targets), "critic-target", enabled
-                ),
+                "critic_targets": StepGraph(self._critic_targets_step, "critic-target", enabled),
                 "critic": StepGraph(self._critic_step, "critic", enabled),
             }
             self._graph_anchor = anchor
@@ -336,6 +334,10 @@ class Updater:
                 loss_sum = loss_sum + loss
         steps = max(cfg.critic_iterations * cfg.critic_minibatches, 1)
         return {"critic_loss": loss_sum / steps, "critic_grad_norm": grad_norm.clone(), "value": value.clone()}
+
+    def _critic_targets_step(self, *imagination: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`_critic_targets`, compiled with ``compile_updates`` on a CPU."""
+        return self._maybe_compiled("critic_targets", self._critic_targets)(*imagination)
 
     def _critic_targets(
         self, latents: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, continues: torch.Tensor
