@@ -229,8 +229,9 @@ def bench_modes(
 ) -> tuple[dict[str, dict[str, float]], float]:
     """Time each part of one update in every mode (``name -> (bf16, compiled)``), the
     modes' calls and a reference fp32 matmul interleaved; returns the rows and the
-    reference GFLOP/s (median over all its turns). FLOPs are counted on an eager copy
-    (graph replays and compiled code dispatch no operators to count)."""
+    reference GFLOP/s (the median of its per-part medians). FLOPs are counted on an
+    eager copy (graph replays and compiled code dispatch no operators to count), and so
+    is ``breakdown``, which is therefore given for the eager modes only."""
     reference, reference_flops = reference_matmul(
         shape.batch * shape.horizon // shape.critic_minibatches, max(shape.critic_arch[0], 512)
     )
@@ -251,7 +252,7 @@ def bench_modes(
             row = rows[mode]
             row[f"{name}_ms"] = seconds[mode] * 1e3
             row[f"{name}_gflops"] = flops[bf16] / seconds[mode] / 1e9
-            if breakdown:
+            if breakdown and not modes[mode][1]:
                 for key, value in matmul_breakdown(eager[bf16][name], flops[bf16]).items():
                     row[f"{name}_{key}"] = value
             totals[mode][0] += flops[bf16]
@@ -338,7 +339,7 @@ def main() -> None:
                 + ("" if bf16_ref is None else f", {row['update_gflops'] / bf16_ref:.0%} of bf16 matmul ({bf16_ref:.1f})")
                 + (f"; first calls (compiling) {row['compile_s']:.0f} s" if "compile_s" in row else "")
             )
-            for part in ("world_model", "actor", "critic") if args.breakdown else ():
+            for part in ("world_model", "actor", "critic") if args.breakdown and "compiled" not in mode else ():
                 busy = row.get(f"{part}_gpu_busy_share")
                 print(
                     f"  {part}: {row[f'{part}_matmul_time_share']:.0%} of the time in matmuls, which run at "

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import os
-import shutil
+import platform
 import warnings
 from typing import Any, Callable
 
@@ -37,28 +36,31 @@ __all__ = [
 ]
 
 
-def check_compiler(compile_updates: bool, device_type: str) -> None:
-    """``compile_updates`` on a CPU needs the C++ compiler that ``torch.compile`` builds with."""
-    if not compile_updates or device_type != "cpu":
+def check_compiler() -> None:
+    """``compile_updates`` on a CPU needs the C++ compiler that ``torch.compile`` builds with
+    (found the way torch finds it: ``$CXX`` or ``g++`` on Linux)."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        get_cpp_compiler()
+    except ImportError:  # another torch layout: let torch.compile report for itself
         return
-    candidates = [os.environ.get("CXX"), "g++", "clang++", "c++", "cl"]
-    if not any(shutil.which(name) for name in candidates if name):
+    except Exception as error:  # torch raises InvalidCxxCompiler (a RuntimeError subclass)
         raise ValueError(
             "compile_updates=True runs the updates through torch.compile, which needs a C++ compiler on a CPU "
-            "(none of g++, clang++, c++, cl or $CXX was found): install one (e.g. apt install g++) or set "
+            f"and found none ({error}): install one (e.g. apt install g++, or point $CXX at one) or set "
             "compile_updates=False."
-        )
+        ) from error
 
 
 def check_bf16(use_bf16: bool, device_type: str) -> None:
-    """Warn when bf16 autocast would run on a CPU without native bf16 matmuls."""
-    if not use_bf16 or device_type != "cpu":
+    """Warn when bf16 autocast would run on an x86 CPU without native bf16 instructions."""
+    if not use_bf16 or device_type != "cpu" or platform.machine().lower() not in ("x86_64", "amd64"):
         return
-    try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a build without oneDNN: nothing to go by
+    probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    if None in probes:  # this torch cannot tell
         return
-    if not native:
+    if not any(probe() for probe in probes):
         warnings.warn(
             "use_bf16=True on a CPU without native bf16 instructions (AVX512-BF16 or AMX): its bf16 matmuls are "
             "emulated, and an update runs about 10x slower than in fp32. Set use_bf16=False on this machine "

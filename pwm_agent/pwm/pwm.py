@@ -102,7 +102,8 @@ class PWM(OffPolicyAlgorithm):
         rollout, critic) through ``torch.compile``, which fuses the elementwise work
         between the matmuls into a few loops. Faster per update, but the first update
         compiles for minutes (later runs reuse torch's on-disk cache); needs a C++
-        compiler. No effect on a GPU (CUDA graphs cover it there).
+        compiler (``g++`` or ``$CXX``; checked at the first update, so loading and
+        predicting need none). No effect on a GPU (CUDA graphs cover it there).
     :param log_every: updates between two records of the training metrics
         (reading losses back from a GPU costs a host sync).
     :param replay_buffer_class: a :class:`SequenceReplayBuffer` subclass (default: it).

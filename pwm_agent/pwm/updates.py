@@ -83,7 +83,6 @@ class Updater:
     until :meth:`pop_metrics` reads them (one host sync per logging period)."""
 
     def __init__(self, policy: PWMPolicy, config: UpdateConfig, learning_rate: float, model_lr: float) -> None:
-        check_compiler(config.compile_updates, policy.device.type)
         check_bf16(config.use_bf16, policy.device.type)
         if config.compile_updates and policy.device.type != "cpu":
             warnings.warn(
@@ -116,6 +115,8 @@ class Updater:
         if not (self.config.compile_updates and self.policy.device.type == "cpu"):
             return fn
         if name not in self._compiled:
+            if not self._compiled:
+                check_compiler()  # at the first update, not at load: predicting needs no compiler
             self._compiled[name] = torch.compile(fn, dynamic=False)
         return self._compiled[name]
 
