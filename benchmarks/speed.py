@@ -77,16 +77,7 @@ def sync() -> None:
 
 def timeit(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
     """Median seconds per call (GPU work included: synchronised before and after)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return timeit_interleaved({"fn": fn}, repeats, warmup)["fn"]
 
 
 def count_flops(fn: Callable[[], object]) -> int:
@@ -212,6 +203,12 @@ def prepare_parts(
     return parts, (time.perf_counter() - start if compiled else 0.0)
 
 
+def reference_dims(shape: Shape) -> tuple[int, int]:
+    """``(m, width)`` of the reference product ``[m, width] @ [width, width]``: a critic
+    minibatch's rows and the critic's (at least 512) width."""
+    return shape.batch * shape.horizon // shape.critic_minibatches, max(shape.critic_arch[0], 512)
+
+
 def reference_matmul(m: int, width: int, calls: int = 20) -> tuple[Callable[[], object], int]:
     """``calls`` fp32 products ``[m, width] @ [width, width]`` as one function, and their FLOPs."""
     a = torch.randn(m, width, device=DEVICE)
@@ -232,9 +229,7 @@ def bench_modes(
     reference GFLOP/s (the median of its per-part medians). FLOPs are counted on an
     eager copy (graph replays and compiled code dispatch no operators to count), and so
     is ``breakdown``, which is therefore given for the eager modes only."""
-    reference, reference_flops = reference_matmul(
-        shape.batch * shape.horizon // shape.critic_minibatches, max(shape.critic_arch[0], 512)
-    )
+    reference, reference_flops = reference_matmul(*reference_dims(shape))
     reference_times: list[float] = []
     prepared = {mode: prepare_parts(shape, bf16, graphs, compiled) for mode, (bf16, compiled) in modes.items()}
     eager = {bf16: update_parts(*make_updater(shape, bf16, graphs=False)) for bf16, _ in modes.values()}
@@ -314,8 +309,7 @@ def main() -> None:
     print(f"device: {results['device']}" + (", CUDA graphs off" if args.no_cuda_graphs else ""))
     for key in [] if args.predict_only else args.configs:
         shape = replace(SHAPES[key], batch=args.batch) if args.batch else SHAPES[key]
-        width = max(shape.critic_arch[0], 512)
-        m = shape.batch * shape.horizon // shape.critic_minibatches
+        m, width = reference_dims(shape)
         graphs = not args.no_cuda_graphs
         results[key] = {"name": shape.name, "batch": shape.batch, "cuda_graphs": graphs}
         if args.bf16:

@@ -11,6 +11,7 @@ from torch import nn
 from pwm_agent import PWM
 from pwm_agent.networks import Actor, CriticEnsemble
 from pwm_agent.objectives import discounted_return, imagine, td_lambda_targets
+from pwm_agent.pwm.checks import check_compiler
 from pwm_agent.world_model.layers import Mish
 
 from conftest import tiny_kwargs
@@ -309,11 +310,10 @@ def _copy_of(filled: PWM, **overrides) -> PWM:
 
 def _has_compiler() -> bool:
     try:
-        from torch._inductor.cpp_builder import get_cpp_compiler
-
-        return bool(get_cpp_compiler())
-    except Exception:
+        check_compiler()
+    except ValueError:
         return False
+    return True
 
 
 @pytest.mark.skipif(not _has_compiler(), reason="torch.compile finds no C++ compiler")

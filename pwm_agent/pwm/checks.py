@@ -27,7 +27,7 @@ __all__ = [
     "check_spaces",
     "check_hyperparameters",
     "check_compiler",
-    "check_bf16",
+    "check_speed_options",
     "check_learning_starts",
     "check_policy_kwargs",
     "finite_transitions",
@@ -53,8 +53,15 @@ def check_compiler() -> None:
         ) from error
 
 
-def check_bf16(use_bf16: bool, device_type: str) -> None:
-    """Warn when bf16 autocast would run on an x86 CPU without native bf16 instructions."""
+def check_speed_options(use_bf16: bool, compile_updates: bool, device_type: str) -> None:
+    """Warn about speed options that would not help on ``device_type``: bf16 autocast on an
+    x86 CPU without native bf16 instructions, ``compile_updates`` off the CPU."""
+    if compile_updates and device_type != "cpu":
+        warnings.warn(
+            f"compile_updates=True only compiles updates on a CPU; on {device_type} the steps run as they would "
+            "without it (on a GPU, cuda_graphs=True removes the launch overhead instead).",
+            stacklevel=3,
+        )
     if not use_bf16 or device_type != "cpu" or platform.machine().lower() not in ("x86_64", "amd64"):
         return
     probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -12,7 +11,7 @@ from torch.nn.utils import clip_grad_norm_
 
 from pwm_agent.buffers import WindowBatch
 from pwm_agent.objectives import Imagination, discounted_return, imagine, td_lambda_targets
-from pwm_agent.pwm.checks import check_bf16, check_compiler
+from pwm_agent.pwm.checks import check_compiler, check_speed_options
 from pwm_agent.pwm.distributed import GradientSync
 from pwm_agent.pwm.graphs import MemoryKey, StepGraph
 from pwm_agent.pwm.policies import PWMPolicy
@@ -83,13 +82,7 @@ class Updater:
     until :meth:`pop_metrics` reads them (one host sync per logging period)."""
 
     def __init__(self, policy: PWMPolicy, config: UpdateConfig, learning_rate: float, model_lr: float) -> None:
-        check_bf16(config.use_bf16, policy.device.type)
-        if config.compile_updates and policy.device.type != "cpu":
-            warnings.warn(
-                f"compile_updates=True only compiles updates on a CPU; on {policy.device.type} the steps run as "
-                "they would without it (on a GPU, cuda_graphs=True removes the launch overhead instead).",
-                stacklevel=2,
-            )
+        check_speed_options(config.use_bf16, config.compile_updates, policy.device.type)
         self.policy, self.config = policy, config
         self.actor_optimizer = _adam(policy.actor.parameters(), learning_rate, ADAM_BETAS)
         self.critic_optimizer = _adam(policy.critic.parameters(), learning_rate, ADAM_BETAS)
