@@ -95,7 +95,9 @@ def matmul_breakdown(fn: Callable[[], object], flops: int, calls: int = 3) -> di
 
     On CPU the time is the profiler's CPU time; on a GPU it is kernel time, and
     ``gpu_busy_share`` adds how much of the wall clock any kernel was running
-    (the rest is launch overhead and host work the GPU waits on).
+    (the rest is launch overhead and host work the GPU waits on). Compiled code calls
+    the same matmul operators (inductor leaves them to the BLAS), so ``fn`` may be a
+    compiled part; ``fused_time_share`` is then the time in its generated loops.
     """
     from torch.profiler import ProfilerActivity, profile
 
@@ -117,6 +119,9 @@ def matmul_breakdown(fn: Callable[[], object], flops: int, calls: int = 3) -> di
         total = sum(e.self_cpu_time_total for e in events)
         in_matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
     out = {"matmul_time_share": in_matmul / total, "matmul_gflops": flops * calls / (in_matmul * 1e-6) / 1e9}
+    fused = sum(e.self_cpu_time_total for e in events if e.key.startswith("## Call CompiledFxGraph"))
+    if fused and not cuda:
+        out["fused_time_share"] = fused / total
     if cuda:
         out["gpu_busy_share"] = total * 1e-6 / wall
     return out
@@ -227,8 +232,9 @@ def bench_modes(
     """Time each part of one update in every mode (``name -> (bf16, compiled)``), the
     modes' calls and a reference fp32 matmul interleaved; returns the rows and the
     reference GFLOP/s (the median of its per-part medians). FLOPs are counted on an
-    eager copy (graph replays and compiled code dispatch no operators to count), and so
-    is ``breakdown``, which is therefore given for the eager modes only."""
+    eager copy (graph replays and compiled code dispatch no operators to count);
+    ``breakdown`` profiles a compiled mode's own calls and an eager copy otherwise
+    (a replayed CUDA graph shows no operators)."""
     reference, reference_flops = reference_matmul(*reference_dims(shape))
     reference_times: list[float] = []
     prepared = {mode: prepare_parts(shape, bf16, graphs, compiled) for mode, (bf16, compiled) in modes.items()}
@@ -247,8 +253,9 @@ def bench_modes(
             row = rows[mode]
             row[f"{name}_ms"] = seconds[mode] * 1e3
             row[f"{name}_gflops"] = flops[bf16] / seconds[mode] / 1e9
-            if breakdown and not modes[mode][1]:
-                for key, value in matmul_breakdown(eager[bf16][name], flops[bf16]).items():
+            if breakdown:
+                profiled = prepared[mode][0][name] if modes[mode][1] else eager[bf16][name]
+                for key, value in matmul_breakdown(profiled, flops[bf16]).items():
                     row[f"{name}_{key}"] = value
             totals[mode][0] += flops[bf16]
             totals[mode][1] += seconds[mode]
@@ -333,12 +340,13 @@ def main() -> None:
                 + ("" if bf16_ref is None else f", {row['update_gflops'] / bf16_ref:.0%} of bf16 matmul ({bf16_ref:.1f})")
                 + (f"; first calls (compiling) {row['compile_s']:.0f} s" if "compile_s" in row else "")
             )
-            for part in ("world_model", "actor", "critic") if args.breakdown and "compiled" not in mode else ():
-                busy = row.get(f"{part}_gpu_busy_share")
+            for part in ("world_model", "actor", "critic") if args.breakdown else ():
+                busy, fused = row.get(f"{part}_gpu_busy_share"), row.get(f"{part}_fused_time_share")
                 print(
                     f"  {part}: {row[f'{part}_matmul_time_share']:.0%} of the time in matmuls, which run at "
                     f"{row[f'{part}_matmul_gflops']:.1f} GFLOP/s ({row[f'{part}_matmul_gflops'] / ref:.0%} of the reference)"
                     + ("" if busy is None else f"; GPU busy {busy:.0%} of the wall clock")
+                    + ("" if fused is None else f"; {fused:.0%} in the compiled fused loops")
                 )
     latency = predict_latency()
     results["predict"] = latency
