@@ -4,7 +4,7 @@ Each (algorithm, seed) run trains in its own process (one torch thread each;
 runs go in parallel up to ``--workers``) and is evaluated every
 ``--eval-every`` env steps on 10 fixed start states with deterministic
 actions. Results go to a JSON file, a Markdown table and a PNG of return vs
-env steps and vs wall-clock.
+env steps and vs wall-clock; the final agents to ``<algo>-seed<k>.zip`` beside them.
 
 Usage::
 
@@ -62,6 +62,7 @@ def run(
     model = cls("MlpPolicy", env_id, seed=seed, **kwargs)
     curve = Curve()
     model.learn(steps, callback=curve)
+    model.save(Path(log).parent / f"{algo}-seed{seed}.zip")  # to inspect the final policy later
     return {"algo": algo, "seed": seed, "env": env_id, "curve": curve.points}
 
 
