@@ -4,7 +4,10 @@ Each (algorithm, seed) run trains in its own process (one torch thread each;
 runs go in parallel up to ``--workers``) and is evaluated every
 ``--eval-every`` env steps on 10 fixed start states with deterministic
 actions. Results go to a JSON file, a Markdown table and a PNG of return vs
-env steps and vs wall-clock; the final agents to ``<algo>-seed<k>.zip`` beside them.
+env steps and vs wall-clock; the final agents to ``<algo>-seed<k>.zip`` beside them,
+and a snapshot at every evaluation to ``snapshots/<algo>-seed<k>-<steps>.zip`` (to
+inspect when and how a run went wrong, e.g. a HalfCheetah that learned to run on
+its back).
 
 Usage::
 
@@ -40,6 +43,8 @@ def run(
     from pwm_agent import PWM
 
     torch.set_num_threads(1)
+    snapshots = Path(log).parent / "snapshots"
+    snapshots.mkdir(parents=True, exist_ok=True)
 
     class Curve(BaseCallback):
         def __init__(self) -> None:
@@ -53,6 +58,7 @@ def run(
                 now = time.perf_counter()
                 score = evaluate(self.model, env_id, episodes)
                 self.points.append((self.num_timesteps, now - self._start - self.eval_seconds, score))
+                self.model.save(snapshots / f"{algo}-seed{seed}-{self.num_timesteps}.zip")
                 with open(log, "a") as handle:
                     handle.write(json.dumps({"algo": algo, "seed": seed, "point": self.points[-1]}) + "\n")
                 self.eval_seconds += time.perf_counter() - now
