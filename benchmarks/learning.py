@@ -58,9 +58,9 @@ def run(
                 now = time.perf_counter()
                 score = evaluate(self.model, env_id, episodes)
                 self.points.append((self.num_timesteps, now - self._start - self.eval_seconds, score))
-                self.model.save(snapshots / f"{algo}-seed{seed}-{self.num_timesteps}.zip")
                 with open(log, "a") as handle:
                     handle.write(json.dumps({"algo": algo, "seed": seed, "point": self.points[-1]}) + "\n")
+                self.model.save(snapshots / f"{algo}-seed{seed}-{self.num_timesteps}.zip")
                 self.eval_seconds += time.perf_counter() - now
             return True
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from evaluation import episode
 
 _PITCH, _FORWARD_VELOCITY = 1, 8  # HalfCheetah-v5 observation entries: rooty, d(rootx)/dt
 
@@ -32,17 +33,14 @@ _PITCH, _FORWARD_VELOCITY = 1, 8  # HalfCheetah-v5 observation entries: rooty, d
 def posture(model: Any, env_id: str = "HalfCheetah-v5", episodes: int = 2, seed: int = 10_000) -> dict[str, float]:
     """Mean return, forward velocity and flipped share over ``episodes`` deterministic episodes."""
     env = gym.make(env_id)
-    returns, velocity, flipped = [], [], []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, total = False, 0.0
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total, done = total + float(reward), terminated or truncated
-            velocity.append(float(obs[_FORWARD_VELOCITY]))
-            flipped.append(abs(float(obs[_PITCH])) > math.pi / 2)
-        returns.append(total)
+    velocity: list[float] = []
+    flipped: list[bool] = []
+
+    def record(obs: np.ndarray) -> None:
+        velocity.append(float(obs[_FORWARD_VELOCITY]))
+        flipped.append(abs(float(obs[_PITCH])) > math.pi / 2)
+
+    returns = [episode(model, env, seed + i, record) for i in range(episodes)]
     env.close()
     return {
         "return": float(np.mean(returns)),
