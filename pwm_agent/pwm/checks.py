@@ -29,6 +29,7 @@ __all__ = [
     "check_compiler",
     "check_speed_options",
     "check_learning_starts",
+    "check_learning_starts_value",
     "check_policy_kwargs",
     "finite_transitions",
     "zero_non_finite",
@@ -104,6 +105,16 @@ def check_hyperparameters(
         raise ValueError(
             f"replay_buffer_class must be a SequenceReplayBuffer subclass (PWM samples windows of "
             f"consecutive steps), got {buffer_class.__name__}."
+        )
+
+
+def check_learning_starts_value(learning_starts: object) -> None:
+    """``learning_starts`` is a count of env steps or ``"auto"``."""
+    is_count = isinstance(learning_starts, (int, np.integer)) and not isinstance(learning_starts, bool)
+    if learning_starts != "auto" and not (is_count and learning_starts >= 0):
+        raise ValueError(
+            f"learning_starts must be a number of env steps (an int >= 0) or \"auto\" (max(1000, 5 x the "
+            f"env's episode length), got {learning_starts!r}."
         )
 
 

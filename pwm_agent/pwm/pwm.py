@@ -22,7 +22,7 @@ from pwm_agent.common.schedules import constant_value, decaying_schedule
 from pwm_agent.envs.wrappers import flat_box
 from pwm_agent.planning import MPPIConfig, MPPIPlanner
 from pwm_agent.datasets.dataset import OfflineDataset
-from pwm_agent.pwm import checks, offline, pretrained, serialization
+from pwm_agent.pwm import checks, offline, pretrained, serialization, warmup
 from pwm_agent.pwm.policies import MlpPolicy, MultiInputPolicy, PWMPolicy
 from pwm_agent.pwm.updates import UpdateConfig, Updater
 
@@ -57,8 +57,11 @@ class PWM(OffPolicyAlgorithm):
         ignored.
     :param model_learning_rate: world-model learning rate.
     :param buffer_size: replay capacity in transitions (over all envs).
-    :param learning_starts: env steps of random actions before training; at least
-        ``horizon * n_envs``.
+    :param learning_starts: env steps (summed over envs) of random actions before training;
+        at least ``horizon * n_envs``. ``"auto"`` (default): TD-MPC2's rule, ``max(1000, 5 ×
+        episode length)``, with the episode length read from the env's time limit
+        (``spec.max_episode_steps``; 1000 without one) when the agent first has an env:
+        1000 on Pendulum-v1, 5000 on the MuJoCo tasks.
     :param batch_size: start states per actor update (and windows per model update).
     :param horizon: imagination horizon ``H`` and world-model window length (the paper: 16;
         5 was steadier online on our benchmarks, see the docs' benchmark page).
@@ -134,7 +137,7 @@ class PWM(OffPolicyAlgorithm):
         learning_rate_final: float | None = 1e-5,
         model_learning_rate: float = 3e-4,
         buffer_size: int = 1_000_000,
-        learning_starts: int = 1000,
+        learning_starts: int | str = "auto",
         batch_size: int = 64,
         horizon: int = 5,
         gamma: float = 0.99,
@@ -174,6 +177,7 @@ class PWM(OffPolicyAlgorithm):
         checks.check_hyperparameters(
             horizon, batch_size, model_iterations, critic_iterations, critic_minibatches, nan_policy, replay_buffer_class
         )
+        checks.check_learning_starts_value(learning_starts)
         # Constructor arguments, saved as plain JSON for pickle-free loading.
         self._init_kwargs = {k: v for k, v in locals().items() if k not in _NOT_SAVED_ARGS}
         if replay_buffer_class is SequenceReplayBuffer:
@@ -185,7 +189,7 @@ class PWM(OffPolicyAlgorithm):
             env,  # type: ignore[arg-type]
             learning_rate,
             buffer_size=buffer_size,
-            learning_starts=learning_starts,
+            learning_starts=0 if learning_starts == "auto" else learning_starts,  # "auto": set once the env is known
             batch_size=batch_size,
             gamma=gamma,
             train_freq=train_freq,
@@ -208,6 +212,7 @@ class PWM(OffPolicyAlgorithm):
         self.nan_policy = nan_policy
         self.log_every = log_every
         self.skipped_transitions = 0
+        self._learning_starts_pending = learning_starts == "auto"
         self._n_offline_updates = 0
         self._raw_last_obs: np.ndarray | None = None
         self._dict_observation_space: spaces.Dict | None = None
@@ -217,7 +222,7 @@ class PWM(OffPolicyAlgorithm):
             raise ValueError(f"log_every must be >= 1 (updates between metric records), got {log_every}.")
         if self.env is not None:
             self._dict_observation_space = checks.check_env_spaces(self.env, policy)
-            checks.check_learning_starts(learning_starts, horizon, self.n_envs)
+            self._resolve_learning_starts()
         elif observation_space is not None or action_space is not None or _init_setup_model:
             self._set_spaces(policy, observation_space, action_space)
         if _init_setup_model:
@@ -246,6 +251,14 @@ class PWM(OffPolicyAlgorithm):
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
         """Adapt gymnasium vector envs, vectorise single envs and flatten ``Dict`` observations."""
         return checks.wrap_env(env, verbose, monitor_wrapper, OffPolicyAlgorithm._wrap_env)
+
+    def _resolve_learning_starts(self) -> None:
+        """Set ``learning_starts="auto"`` from the first env the agent has, then check the
+        value against the horizon."""
+        if self._learning_starts_pending and self.env is not None:
+            self.learning_starts = warmup.default_learning_starts(self.env, self.horizon)
+            self._learning_starts_pending = False
+        checks.check_learning_starts(self.learning_starts, self.horizon, self.n_envs)
 
     def _setup_lr_schedule(self) -> None:
         schedule = decaying_schedule(self.learning_rate, self.learning_rate_final)
@@ -292,7 +305,7 @@ class PWM(OffPolicyAlgorithm):
     ) -> tuple[int, BaseCallback]:
         if self.env is None:
             raise ValueError("This PWM agent has no env: pass one with `set_env(env)` or `PWM.load(path, env=env)`.")
-        checks.check_learning_starts(self.learning_starts, self.horizon, self.n_envs)
+        self._resolve_learning_starts()
         offline._require_one_task(self)
         env_will_reset = reset_num_timesteps or self._last_obs is None
         decayed = not reset_num_timesteps and self.num_timesteps > 0 and self._decays()

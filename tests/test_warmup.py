@@ -1,0 +1,90 @@
+"""The default ``learning_starts``: TD-MPC2's max(1000, 5 x episode length), read from the env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+from conftest import tiny_kwargs
+from stable_baselines3.common.env_util import make_vec_env
+
+from pwm_agent import PWM
+
+
+def auto_kwargs(**overrides: object) -> dict[str, object]:
+    """Tiny agent arguments that leave ``learning_starts`` to its default."""
+    kwargs = tiny_kwargs(**overrides)
+    del kwargs["learning_starts"]
+    return kwargs
+
+
+class NoLimitEnv(gym.Env):
+    """An env built without ``gymnasium.make``: no spec, so no known episode length."""
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (3,))
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,))
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+@pytest.mark.parametrize(
+    ("make_env", "expected"),
+    [
+        (lambda: "Pendulum-v1", 1000),  # 200-step episodes: 5 x 200 = 1000
+        (lambda: "Hopper-v5", 5000),
+        (lambda: gym.make("Pendulum-v1", max_episode_steps=400), 2000),
+        (lambda: make_vec_env("Hopper-v5", n_envs=2), 5000),
+        (lambda: gym.make_vec("HalfCheetah-v5", num_envs=2, vectorization_mode="sync"), 5000),
+        (lambda: NoLimitEnv(), 1000),
+        (lambda: make_vec_env("Pendulum-v1", n_envs=300), 1200),  # horizon 4 x 300 envs
+    ],
+    ids=["pendulum", "hopper", "time-limit-400", "sb3-vec", "gymnasium-vector", "no-limit", "many-envs"],
+)
+def test_default_follows_episode_length(make_env, expected: int) -> None:
+    agent = PWM("MlpPolicy", make_env(), **auto_kwargs())
+    assert agent.learning_starts == expected
+
+
+def test_explicit_value_is_kept() -> None:
+    assert PWM("MlpPolicy", "Hopper-v5", **tiny_kwargs(learning_starts=123)).learning_starts == 123
+    assert PWM("MlpPolicy", "Hopper-v5", **tiny_kwargs(learning_starts="auto")).learning_starts == 5000
+
+
+@pytest.mark.parametrize("value", ["5000", "Auto", -1, 2.5, None, True])
+def test_bad_value_names_the_fix(value: object) -> None:
+    with pytest.raises(ValueError, match=r'an int >= 0\) or "auto"'):
+        PWM("MlpPolicy", "Pendulum-v1", **tiny_kwargs(learning_starts=value))
+
+
+def test_set_attribute_is_not_overwritten_by_learn() -> None:
+    agent = PWM("MlpPolicy", "Pendulum-v1", **auto_kwargs())
+    agent.learning_starts = 20  # as SB3 users do
+    agent.learn(30)
+    assert agent.learning_starts == 20
+    assert agent._n_updates > 0
+
+
+def test_default_survives_save_and_load(tmp_path: Path) -> None:
+    agent = PWM("MlpPolicy", "Pendulum-v1", **auto_kwargs())
+    agent.save(tmp_path / "auto")
+    # The default is saved as the rule, so it follows the env the agent is loaded with.
+    loaded = PWM.load(tmp_path / "auto", env=gym.make("Pendulum-v1", max_episode_steps=600))
+    assert loaded.learning_starts == 3000
+    assert PWM.load(tmp_path / "auto", env=gym.make("Pendulum-v1")).learning_starts == 1000
+
+
+def test_agent_built_without_env_takes_the_default_of_its_env() -> None:
+    env = gym.make("Pendulum-v1", max_episode_steps=300)
+    agent = PWM("MlpPolicy", None, observation_space=env.observation_space, action_space=env.action_space,
+                **auto_kwargs())
+    agent.set_env(env)
+    agent.learn(10)
+    assert agent.learning_starts == 1500
+    assert agent.num_timesteps == 10
