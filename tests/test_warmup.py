@@ -1,4 +1,4 @@
-"""The default ``learning_starts``: TD-MPC2's max(1000, 5 x episode length), read from the env."""
+"""``learning_starts="auto"``: TD-MPC2's five random episodes, at least 1,000 steps."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class NoLimitEnv(gym.Env):
 
 
 @pytest.mark.parametrize(
-    ("make_env", "expected"),
+    ("make_env", "bound"),
     [
         (lambda: "Pendulum-v1", 1000),  # 200-step episodes: 5 x 200 = 1000
         (lambda: "Hopper-v5", 5000),
@@ -47,9 +47,26 @@ class NoLimitEnv(gym.Env):
     ],
     ids=["pendulum", "hopper", "time-limit-400", "sb3-vec", "gymnasium-vector", "no-limit", "many-envs"],
 )
-def test_default_follows_episode_length(make_env, expected: int) -> None:
+def test_bound_follows_the_time_limit(make_env, bound: int) -> None:
     agent = PWM("MlpPolicy", make_env(), **auto_kwargs())
-    assert agent.learning_starts == expected
+    assert agent.learning_starts == bound
+
+
+def test_phase_ends_after_five_episodes_and_1000_steps() -> None:
+    # Random Hopper episodes last a few dozen steps: five have ended long before 1,000 steps.
+    agent = PWM("MlpPolicy", "Hopper-v5", seed=0, **auto_kwargs())
+    agent.learn(1010)
+    assert agent.learning_starts == 1000
+    assert agent._n_updates == 10
+
+
+def test_phase_without_early_ends_runs_to_the_bound() -> None:
+    env = gym.make("Pendulum-v1", max_episode_steps=300)
+    agent = PWM("MlpPolicy", env, seed=0, **auto_kwargs(learning_rate_final=None))
+    agent.learn(1200)  # four episodes ended by then: still random
+    assert (agent.learning_starts, agent._n_updates) == (1500, 0)
+    agent.learn(400, reset_num_timesteps=False)
+    assert (agent.learning_starts, agent._n_updates) == (1500, 100)
 
 
 def test_explicit_value_is_kept() -> None:
@@ -64,27 +81,26 @@ def test_bad_value_names_the_fix(value: object) -> None:
 
 
 def test_set_attribute_is_not_overwritten_by_learn() -> None:
-    agent = PWM("MlpPolicy", "Pendulum-v1", **auto_kwargs())
+    agent = PWM("MlpPolicy", "Hopper-v5", **auto_kwargs())
     agent.learning_starts = 20  # as SB3 users do
     agent.learn(30)
     assert agent.learning_starts == 20
-    assert agent._n_updates > 0
+    assert agent._n_updates == 10
 
 
-def test_default_survives_save_and_load(tmp_path: Path) -> None:
+def test_auto_survives_save_and_load(tmp_path: Path) -> None:
     agent = PWM("MlpPolicy", "Pendulum-v1", **auto_kwargs())
     agent.save(tmp_path / "auto")
-    # The default is saved as the rule, so it follows the env the agent is loaded with.
+    # "auto" is saved as the rule, so it follows the env the agent is loaded with.
     loaded = PWM.load(tmp_path / "auto", env=gym.make("Pendulum-v1", max_episode_steps=600))
     assert loaded.learning_starts == 3000
     assert PWM.load(tmp_path / "auto", env=gym.make("Pendulum-v1")).learning_starts == 1000
 
 
-def test_agent_built_without_env_takes_the_default_of_its_env() -> None:
+def test_agent_built_without_env_takes_the_bound_of_its_env() -> None:
     env = gym.make("Pendulum-v1", max_episode_steps=300)
     agent = PWM("MlpPolicy", None, observation_space=env.observation_space, action_space=env.action_space,
                 **auto_kwargs())
     agent.set_env(env)
     agent.learn(10)
     assert agent.learning_starts == 1500
-    assert agent.num_timesteps == 10

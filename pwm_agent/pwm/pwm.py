@@ -58,10 +58,12 @@ class PWM(OffPolicyAlgorithm):
     :param model_learning_rate: world-model learning rate.
     :param buffer_size: replay capacity in transitions (over all envs).
     :param learning_starts: env steps (summed over envs) of random actions before training;
-        at least ``horizon * n_envs``. ``"auto"`` (default): TD-MPC2's rule, ``max(1000, 5 ×
-        episode length)``, with the episode length read from the env's time limit
-        (``spec.max_episode_steps``; 1000 without one) when the agent first has an env:
-        1000 on Pendulum-v1, 5000 on the MuJoCo tasks.
+        at least ``horizon * n_envs``. ``"auto"`` (default): TD-MPC2's five episodes of random
+        data, at least 1000 steps: the random phase ends once five episodes have ended and
+        1000 steps are stored, at ``max(1000, 5 × time limit)`` steps at the latest (the
+        env's ``spec.max_episode_steps``). 1000 on Pendulum-v1 and Hopper-v5, 5000 on
+        HalfCheetah-v5. The attribute holds the bound until the phase ends, then the step
+        it ended at.
     :param batch_size: start states per actor update (and windows per model update).
     :param horizon: imagination horizon ``H`` and world-model window length (the paper: 16;
         5 was steadier online on our benchmarks, see the docs' benchmark page).
@@ -212,7 +214,9 @@ class PWM(OffPolicyAlgorithm):
         self.nan_policy = nan_policy
         self.log_every = log_every
         self.skipped_transitions = 0
-        self._learning_starts_pending = learning_starts == "auto"
+        # "auto" until the random phase has ended; the bound is set from the first env.
+        self._auto_learning_starts = learning_starts == "auto"
+        self._learning_starts_bound: int | None = None
         self._n_offline_updates = 0
         self._raw_last_obs: np.ndarray | None = None
         self._dict_observation_space: spaces.Dict | None = None
@@ -253,12 +257,25 @@ class PWM(OffPolicyAlgorithm):
         return checks.wrap_env(env, verbose, monitor_wrapper, OffPolicyAlgorithm._wrap_env)
 
     def _resolve_learning_starts(self) -> None:
-        """Set ``learning_starts="auto"`` from the first env the agent has, then check the
-        value against the horizon."""
-        if self._learning_starts_pending and self.env is not None:
-            self.learning_starts = warmup.default_learning_starts(self.env, self.horizon)
-            self._learning_starts_pending = False
+        """With ``learning_starts="auto"``, set it to its bound from the first env the agent
+        has; then check the value against the horizon."""
+        if self._auto_learning_starts and self._learning_starts_bound is None and self.env is not None:
+            self._learning_starts_bound = warmup.learning_starts_bound(self.env, self.horizon)
+            self.learning_starts = self._learning_starts_bound
         checks.check_learning_starts(self.learning_starts, self.horizon, self.n_envs)
+
+    def _settle_learning_starts(self) -> None:
+        """With ``learning_starts="auto"``, end the random phase once it holds five episodes
+        and 1000 steps (see :mod:`pwm_agent.pwm.warmup`); a value set by hand is kept."""
+        if not self._auto_learning_starts or self._learning_starts_bound is None:
+            return
+        if self.learning_starts != self._learning_starts_bound or self.num_timesteps >= self.learning_starts:
+            self._auto_learning_starts = False  # set by hand, or the bound was reached
+        elif warmup.random_phase_done(self.num_timesteps, self._episode_num, self.horizon, self.n_envs):
+            self.learning_starts = self.num_timesteps
+            self._auto_learning_starts = False
+            if self.verbose >= 1:
+                self.logger.info(f"Random phase over after {self.num_timesteps} steps ({self._episode_num} episodes).")
 
     def _setup_lr_schedule(self) -> None:
         schedule = decaying_schedule(self.learning_rate, self.learning_rate_final)
@@ -398,9 +415,11 @@ class PWM(OffPolicyAlgorithm):
             return buffer.sample_windows(batch_size, self.horizon, env, partial=True)
 
     def collect_rollouts(self, env: VecEnv, callback: BaseCallback, *args: Any, **kwargs: Any) -> RolloutReturn:
-        """SB3's rollout loop; when a callback stops training mid-step, that env step is
-        never stored, so the next ``learn()`` must reset the env (and the episode chain)."""
+        """SB3's rollout loop, then the end of an ``"auto"`` random phase. When a callback
+        stops training mid-step, that env step is never stored, so the next ``learn()`` must
+        reset the env (and the episode chain)."""
         rollout = super().collect_rollouts(env, callback, *args, **kwargs)
+        self._settle_learning_starts()
         if not rollout.continue_training:
             self._last_obs = None
         return rollout

@@ -1,10 +1,12 @@
-"""The default number of random-action steps before training (``learning_starts="auto"``).
+"""How many random-action steps come before training when ``learning_starts="auto"``.
 
-TD-MPC2 collects ``max(1000, 5 × episode length)`` seed steps before its first update;
-PWM follows the same rule: five episodes of random data give the world model a first
-view of the whole task (on HalfCheetah-v5, 1,000 random steps let the first policies
-learn to run on their back; see the benchmark docs). The episode length is the env's
-time limit (``spec.max_episode_steps``); an env without one gets 1,000 steps.
+TD-MPC2 collects ``max(1000, 5 × episode length)`` seed steps before its first update:
+five episodes of random data, at least 1,000 steps. ``"auto"`` keeps that intent on tasks
+whose episodes end early too: the random phase ends once five episodes have ended and at
+least 1,000 steps are stored, and at ``max(1000, 5 × time limit)`` steps at the latest.
+On HalfCheetah-v5 (1,000-step episodes that never end early) that is 5,000 steps, where
+1,000 let several seeds learn to run on their back (see the benchmark docs); on Hopper-v5,
+whose random episodes last a few dozen steps, and on Pendulum-v1 it is 1,000.
 """
 
 from __future__ import annotations
@@ -28,10 +30,14 @@ def episode_limit(env: VecEnv) -> int | None:
     return int(limit) if isinstance(limit, int) and limit > 0 else None
 
 
-def default_learning_starts(env: VecEnv | None, horizon: int) -> int:
-    """``max(1000, 5 × episode length, horizon × n_envs)`` env steps (summed over envs);
-    1,000 (or ``horizon × n_envs``) without an env or a time limit."""
-    if env is None:
-        return max(MIN_RANDOM_STEPS, horizon)
+def learning_starts_bound(env: VecEnv, horizon: int) -> int:
+    """The latest end of the random phase: ``max(1000, 5 × time limit, horizon × n_envs)``
+    env steps, summed over envs (1,000 when the env has no time limit)."""
     limit = episode_limit(env) or 0
     return max(MIN_RANDOM_STEPS, RANDOM_EPISODES * limit, horizon * env.num_envs)
+
+
+def random_phase_done(num_timesteps: int, episodes: int, horizon: int, n_envs: int) -> bool:
+    """Five episodes have ended (over all envs) and at least ``max(1000, horizon × n_envs)``
+    steps are stored: the random phase may end before :func:`learning_starts_bound`."""
+    return episodes >= RANDOM_EPISODES and num_timesteps >= max(MIN_RANDOM_STEPS, horizon * n_envs)
