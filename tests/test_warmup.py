@@ -6,6 +6,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
+import torch
 from conftest import tiny_kwargs
 from stable_baselines3.common.env_util import make_vec_env
 
@@ -58,6 +59,14 @@ def test_phase_ends_after_five_episodes_and_1000_steps() -> None:
     agent.learn(1010)
     assert agent.learning_starts == 1000
     assert agent._n_updates == 10
+
+
+def test_early_end_equals_the_old_fixed_default() -> None:
+    # Where the phase ends at 1,000 steps, "auto" is the same run as learning_starts=1000.
+    auto = PWM("MlpPolicy", "Hopper-v5", seed=3, **auto_kwargs()).learn(1020)
+    fixed = PWM("MlpPolicy", "Hopper-v5", seed=3, **tiny_kwargs(learning_starts=1000)).learn(1020)
+    for a, b in zip(auto.policy.parameters(), fixed.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_phase_without_early_ends_runs_to_the_bound() -> None:
