@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import tiny_kwargs
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from pwm_agent import PWM
 
@@ -44,9 +45,12 @@ class NoLimitEnv(gym.Env):
         (lambda: make_vec_env("Hopper-v5", n_envs=2), 5000),
         (lambda: gym.make_vec("HalfCheetah-v5", num_envs=2, vectorization_mode="sync"), 5000),
         (lambda: NoLimitEnv(), 1000),
+        (lambda: gym.wrappers.TimeLimit(NoLimitEnv(), 700), 3500),  # a TimeLimit without a spec
+        (lambda: SubprocVecEnv([lambda: gym.make("Hopper-v5")] * 2), 5000),
         (lambda: make_vec_env("Pendulum-v1", n_envs=300), 1200),  # horizon 4 x 300 envs
     ],
-    ids=["pendulum", "hopper", "time-limit-400", "sb3-vec", "gymnasium-vector", "no-limit", "many-envs"],
+    ids=["pendulum", "hopper", "time-limit-400", "sb3-vec", "gymnasium-vector", "no-limit", "bare-time-limit",
+         "subproc", "many-envs"],
 )
 def test_bound_follows_the_time_limit(make_env, bound: int) -> None:
     agent = PWM("MlpPolicy", make_env(), **auto_kwargs())
@@ -80,12 +84,13 @@ def test_phase_without_early_ends_runs_to_the_bound() -> None:
 
 def test_explicit_value_is_kept() -> None:
     assert PWM("MlpPolicy", "Hopper-v5", **tiny_kwargs(learning_starts=123)).learning_starts == 123
+    assert PWM("MlpPolicy", "Hopper-v5", **tiny_kwargs(learning_starts=1e4)).learning_starts == 10_000
     assert PWM("MlpPolicy", "Hopper-v5", **tiny_kwargs(learning_starts="auto")).learning_starts == 5000
 
 
-@pytest.mark.parametrize("value", ["5000", "Auto", -1, 2.5, None, True])
+@pytest.mark.parametrize("value", ["5000", "Auto", -1, 2.5, float("nan"), None, True])
 def test_bad_value_names_the_fix(value: object) -> None:
-    with pytest.raises(ValueError, match=r'an int >= 0\) or "auto"'):
+    with pytest.raises(ValueError, match=r'whole number of env steps >= 0 or "auto"'):
         PWM("MlpPolicy", "Pendulum-v1", **tiny_kwargs(learning_starts=value))
 
 
@@ -104,6 +109,26 @@ def test_auto_survives_save_and_load(tmp_path: Path) -> None:
     loaded = PWM.load(tmp_path / "auto", env=gym.make("Pendulum-v1", max_episode_steps=600))
     assert loaded.learning_starts == 3000
     assert PWM.load(tmp_path / "auto", env=gym.make("Pendulum-v1")).learning_starts == 1000
+
+
+def test_hand_set_value_of_agent_without_env_is_kept() -> None:
+    env = gym.make("Pendulum-v1")
+    agent = PWM("MlpPolicy", None, observation_space=env.observation_space, action_space=env.action_space,
+                **auto_kwargs())
+    agent.learning_starts = 20
+    agent.set_env(env)
+    agent.learn(30)
+    assert (agent.learning_starts, agent._n_updates) == (20, 10)
+
+
+def test_loaded_agent_past_its_random_phase_trains_at_once(tmp_path: Path) -> None:
+    agent = PWM("MlpPolicy", "Hopper-v5", seed=0, **auto_kwargs(learning_rate_final=None)).learn(1010)
+    agent.save(tmp_path / "hopper")  # without its replay buffer
+    loaded = PWM.load(tmp_path / "hopper", env=gym.make("Hopper-v5"))
+    with pytest.warns(RuntimeWarning, match="Training resumes at 1010 env steps"):
+        loaded.learn(5, reset_num_timesteps=False)
+    assert loaded.learning_starts <= 1010
+    assert loaded._n_updates == agent._n_updates + 5
 
 
 def test_agent_built_without_env_takes_the_bound_of_its_env() -> None:

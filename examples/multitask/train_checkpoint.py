@@ -63,7 +63,8 @@ def collect_task(args: tuple[str, Path, int, int, int, bool]) -> dict[str, Any]:
     torch.set_num_threads(1)
     env_id = f"pwm_agent/{name}"
     t0 = time.perf_counter()
-    agent = PWM("MlpPolicy", env_id, seed=0).learn(online_steps)
+    # 1000 random steps, as when the shipped checkpoints were made ("auto" would take 2500 here).
+    agent = PWM("MlpPolicy", env_id, seed=0, learning_starts=1000).learn(online_steps)
     agent.save(out / f"online-{name}")
     history = [datasets.from_replay_buffer(agent)] if keep_history else []
     policy_part = datasets.collect(env_id, agent, policy_steps, seed=1)

@@ -109,12 +109,12 @@ def check_hyperparameters(
 
 
 def check_learning_starts_value(learning_starts: object) -> None:
-    """``learning_starts`` is a count of env steps or ``"auto"``."""
-    is_count = isinstance(learning_starts, (int, np.integer)) and not isinstance(learning_starts, bool)
-    if learning_starts != "auto" and not (is_count and learning_starts >= 0):
+    """``learning_starts`` is a whole number of env steps (``1e4`` too) or ``"auto"``."""
+    whole = isinstance(learning_starts, (int, np.integer, float)) and float(learning_starts).is_integer()
+    if learning_starts != "auto" and (isinstance(learning_starts, bool) or not whole or learning_starts < 0):
         raise ValueError(
-            f"learning_starts must be a number of env steps (an int >= 0) or \"auto\" (max(1000, 5 x the "
-            f"env's episode length), got {learning_starts!r}."
+            f"learning_starts must be a whole number of env steps >= 0 or \"auto\" (random actions until "
+            f"five episodes have ended and 1000 steps are stored), got {learning_starts!r}."
         )
 
 

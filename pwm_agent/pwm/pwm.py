@@ -62,8 +62,8 @@ class PWM(OffPolicyAlgorithm):
         data, at least 1000 steps: the random phase ends once five episodes have ended and
         1000 steps are stored, at ``max(1000, 5 × time limit)`` steps at the latest (the
         env's ``spec.max_episode_steps``). 1000 on Pendulum-v1 and Hopper-v5, 5000 on
-        HalfCheetah-v5. The attribute holds the bound until the phase ends, then the step
-        it ended at.
+        HalfCheetah-v5. The attribute holds that bound from the first env on (0 before),
+        and the step the phase ended at once it has ended.
     :param batch_size: start states per actor update (and windows per model update).
     :param horizon: imagination horizon ``H`` and world-model window length (the paper: 16;
         5 was steadier online on our benchmarks, see the docs' benchmark page).
@@ -191,7 +191,7 @@ class PWM(OffPolicyAlgorithm):
             env,  # type: ignore[arg-type]
             learning_rate,
             buffer_size=buffer_size,
-            learning_starts=0 if learning_starts == "auto" else learning_starts,  # "auto": set once the env is known
+            learning_starts=0 if learning_starts == "auto" else int(learning_starts),  # "auto": set once the env is known
             batch_size=batch_size,
             gamma=gamma,
             train_freq=train_freq,
@@ -260,8 +260,11 @@ class PWM(OffPolicyAlgorithm):
         """With ``learning_starts="auto"``, set it to its bound from the first env the agent
         has; then check the value against the horizon."""
         if self._auto_learning_starts and self._learning_starts_bound is None and self.env is not None:
-            self._learning_starts_bound = warmup.learning_starts_bound(self.env, self.horizon)
-            self.learning_starts = self._learning_starts_bound
+            if self.learning_starts != 0:  # set by hand on an agent built without an env
+                self._auto_learning_starts = False
+            else:
+                self._learning_starts_bound = warmup.learning_starts_bound(self.env, self.horizon)
+                self.learning_starts = self._learning_starts_bound
         checks.check_learning_starts(self.learning_starts, self.horizon, self.n_envs)
 
     def _settle_learning_starts(self) -> None:
@@ -327,6 +330,7 @@ class PWM(OffPolicyAlgorithm):
         env_will_reset = reset_num_timesteps or self._last_obs is None
         decayed = not reset_num_timesteps and self.num_timesteps > 0 and self._decays()
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        self._settle_learning_starts()  # a loaded agent may be past its random phase already
         self._warn_if_buffer_lost()
         if decayed and not self._warned_decay_restart:
             self._warned_decay_restart = True

@@ -13,21 +13,25 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
 MIN_RANDOM_STEPS = 1000
 RANDOM_EPISODES = 5
+TIME_LIMIT_ATTR = "_max_episode_steps"  # gymnasium.wrappers.TimeLimit's limit
 
 
 def episode_limit(env: VecEnv) -> int | None:
-    """The time limit of ``env``'s first sub-env (``spec.max_episode_steps``), or ``None``
-    when it has none or does not say (an env built without ``gymnasium.make``)."""
+    """The time limit of ``env``'s first sub-env (its ``TimeLimit`` wrapper's, which
+    ``gymnasium.make`` adds from ``max_episode_steps``), or ``None`` without one. Only an
+    int crosses a ``SubprocVecEnv``'s pipe (an env's spec may not pickle)."""
     try:
-        spec: Any = env.get_attr("spec", indices=[0])[0]
+        if not env.has_attr(TIME_LIMIT_ATTR):
+            return None
+        limit: Any = env.get_attr(TIME_LIMIT_ATTR, indices=[0])[0]
     except (AttributeError, NotImplementedError):
         return None
-    limit = getattr(spec, "max_episode_steps", None)
-    return int(limit) if isinstance(limit, int) and limit > 0 else None
+    return int(limit) if isinstance(limit, (int, np.integer)) and limit > 0 else None
 
 
 def learning_starts_bound(env: VecEnv, horizon: int) -> int:
