@@ -61,7 +61,7 @@ class PWM(OffPolicyAlgorithm):
         at least ``horizon * n_envs``. ``"auto"`` (default): TD-MPC2's five episodes of random
         data, at least 1000 steps: the random phase ends once five episodes have ended and
         1000 steps are stored, at ``max(1000, 5 × time limit)`` steps at the latest (the
-        env's ``spec.max_episode_steps``). 1000 on Pendulum-v1 and Hopper-v5, 5000 on
+        env's ``TimeLimit``, which ``gymnasium.make`` adds from ``max_episode_steps``). 1000 on Pendulum-v1 and Hopper-v5, 5000 on
         HalfCheetah-v5. The attribute holds that bound from the first env on (0 before),
         and the step the phase ended at once it has ended.
     :param batch_size: start states per actor update (and windows per model update).
